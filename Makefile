@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make reproduce` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1 && { [ "$$(id -u)" = 0 ] || echo sudo; })
+
+.PHONY: env data reproduce test clean
+
+env: $(VENV)/.installed
+
+# torch is installed first and pinned: the CPU wheel where a local one is offered, else PyPI's build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[workflow,test]"
+	touch $@
+
+# Offline machines: Fashion-MNIST from Debian's package. Online machines without it: the CLI
+# downloads the official files and checks their pinned checksums.
+data:
+	@if [ ! -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's dataset-fashion-mnist"; \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist) \
+		|| echo "apt-get failed: the official download will be used"; \
+	fi
+
+reproduce: env data
+	$(PY) scripts/reproduce.py config/config.yaml results
+
+test: env
+	$(PY) -m pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""Built-in methods, installed as prunebench.methods and registered through entry points."""

@@ -1,0 +1,123 @@
+"""Baselines every table needs (METHODS.md): the dense backbone, random block dropping at a block
+budget (DLP's comparison), and uniform static width (the floor a dynamic method must beat)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from prunebench.api import Method, RunContext, copy_backbone
+from prunebench.backbones import GatedResNet
+from prunebench.data import Dataset
+from prunebench.gates import ChannelGate, GatePolicy
+from prunebench.train import TrainSpec, fit
+
+
+class Dense(Method):
+    """The unpruned backbone: the 100 % point of every curve."""
+
+    name = "dense"
+    knob = "none"
+    hyperparameters = {}
+
+    def budget_range(self, backbone):
+        return (1.0, 1.0)
+
+    def train(self, backbone, data, budget, hp, run):
+        return copy_backbone(backbone, run.device)
+
+
+class RandomBlockPolicy(GatePolicy):
+    """Keeps exactly `blocks` residual blocks per sample, chosen uniformly at random.
+
+    The draw is seeded from the input itself, so the same image gets the same blocks in mask and
+    skip mode and on every run, while different images get independent draws.
+    """
+
+    gates_blocks = True
+
+    def __init__(self, num_blocks: int, blocks: int, seed: int = 0):
+        super().__init__()
+        self.num_blocks, self.blocks, self.seed = num_blocks, blocks, seed
+        self.keep = None
+
+    def begin(self, x):
+        n = x.shape[0]
+        # Per-sample seeds from the image content (float64 sums are exact enough to be stable).
+        content = x.detach().double().flatten(1).mul(1e3).round().sum(1).cpu()
+        scores = torch.empty(n, self.num_blocks)
+        for i in range(n):
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + int(content[i])) % 2**62)
+            scores[i] = torch.rand(self.num_blocks, generator=g)
+        top = scores.topk(self.blocks, dim=1).indices
+        self.keep = torch.zeros(n, self.num_blocks).scatter_(1, top, 1.0).to(x.device)
+
+    def block_gate(self, index, pooled):
+        return self.keep[:, index]
+
+
+class RandomDrop(Method):
+    """Random layer dropping to a per-sample block budget (test-time knob, no training)."""
+
+    name = "random_drop"
+    knob = "blocks"
+    test_time_knob = True
+    hyperparameters = {}
+
+    def budget_range(self, backbone):
+        return (1, backbone.num_blocks)
+
+    def train(self, backbone, data, budget, hp, run):
+        net = copy_backbone(backbone, run.device)
+        net.policy = RandomBlockPolicy(net.num_blocks, net.num_blocks, run.seed)
+        return net
+
+    def configure(self, net, budget):
+        net.policy.blocks = int(budget)
+
+
+class StaticChannelPolicy(GatePolicy):
+    """Fixed channel masks, the same for every sample (static pruning expressed as gates)."""
+
+    def __init__(self, masks: dict[str, torch.Tensor]):
+        super().__init__()
+        self.gated_units = frozenset(masks)
+        self.names = {unit: f"mask{i}" for i, unit in enumerate(sorted(masks))}
+        for unit, mask in masks.items():
+            self.register_buffer(self.names[unit], mask.float())
+
+    def channel_gate(self, unit, pooled):
+        mask = getattr(self, self.names[unit])
+        return ChannelGate(mask.expand(pooled.shape[0], -1))
+
+
+def branch_units(net: GatedResNet) -> list[str]:
+    """The convs inside residual branches (what width pruning gates; the stream width is kept)."""
+    return [u for u in net.unit_names() if u.startswith("blocks.") and not u.endswith("shortcut")]
+
+
+def l1_keep_mask(net: GatedResNet, unit: str, fraction: float) -> torch.Tensor:
+    """Keep the ceil(fraction*C) filters of largest L1 norm (Li et al. 2017) [choice]."""
+    weight = net.unit(unit).conv.weight.detach()
+    keep = max(1, math.ceil(fraction * weight.shape[0] - 1e-9))
+    top = weight.abs().flatten(1).sum(1).topk(keep).indices
+    return torch.zeros(weight.shape[0], dtype=torch.bool, device=weight.device).index_fill_(0, top, True)
+
+
+class UniformWidth(Method):
+    """Every branch conv keeps the same fraction of its channels, statically; then fine-tuned."""
+
+    name = "uniform_width"
+    knob = "width"
+    hyperparameters = {"finetune": {"epochs": 2, "lr": 0.01, "schedule": "cosine"}}
+
+    def budget_range(self, backbone):
+        return (0.01, 1.0)
+
+    def train(self, backbone: GatedResNet, data: Dataset, budget, hp, run: RunContext):
+        net = copy_backbone(backbone, run.device)
+        net.policy = StaticChannelPolicy({u: l1_keep_mask(net, u, budget) for u in branch_units(net)})
+        spec = TrainSpec.from_dict(hp["finetune"], f"{self.name}.finetune")
+        fit(net, data, spec, run, name=f"{self.name}-finetune")
+        return net

@@ -1,0 +1,122 @@
+"""The method interface, its run context, hyperparameter/budget validation and the entry-point registry."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .backbones import GatedResNet
+from .data import Dataset
+
+ENTRY_POINT_GROUP = "prunebench.methods"
+
+
+class UserError(Exception):
+    """Bad input from the user (config, budget, method name): one line, says what to do."""
+
+
+@dataclass
+class RunContext:
+    """What a method needs besides its inputs: seed, device, an output folder, logging, progress."""
+
+    seed: int = 0
+    device: str = "cpu"
+    out_dir: Path | None = None
+    progress: bool | None = None   # None: a bar only when stderr is a terminal
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("prunebench"))
+
+    def checkpoint(self, name: str) -> Path | None:
+        """Path of a resumable checkpoint in the output folder (None: no checkpoints)."""
+        return None if self.out_dir is None else Path(self.out_dir) / f"{name}.ckpt"
+
+
+class Method:
+    """One pruning method behind the common interface; subclasses set the class attributes.
+
+    knob: what a budget means ("blocks", "width", "flops_frac", ...); test_time_knob: one trained
+    model serves a sweep of budgets; hyperparameters: accepted keys and their defaults.
+    """
+
+    name: str = ""
+    knob: str = ""
+    test_time_knob: bool = False
+    hyperparameters: dict[str, Any] = {}
+
+    def budget_range(self, backbone: GatedResNet) -> tuple[float, float]:
+        """Inclusive range of valid budgets on this backbone."""
+        raise NotImplementedError
+
+    def train(self, backbone: GatedResNet, data: Dataset, budget, hp: dict, run: RunContext) -> GatedResNet:
+        """Return a gated network (a copy: never mutate `backbone`)."""
+        raise NotImplementedError
+
+    def configure(self, net: GatedResNet, budget) -> None:
+        """Set an evaluation budget on a trained network (test-time knobs)."""
+
+    def evaluate(self, net: GatedResNet, data: Dataset, budget, run: RunContext, **options):
+        """Default: the common evaluation (per-sample records from the trace)."""
+        from .evaluate import evaluate
+
+        self.configure(net, budget)
+        return evaluate(net, data, run, **options)
+
+    # --- validation shared by every method
+
+    def check_budget(self, backbone: GatedResNet, budget) -> float:
+        low, high = self.budget_range(backbone)
+        try:
+            value = float(budget)
+        except (TypeError, ValueError):
+            raise UserError(f"{self.name}: budget {budget!r} is not a number; its knob '{self.knob}' "
+                            f"accepts values in [{low:g}, {high:g}]") from None
+        if not low <= value <= high:
+            raise UserError(f"{self.name}: budget {value:g} is out of range; its knob '{self.knob}' "
+                            f"accepts values in [{low:g}, {high:g}] on this backbone")
+        return int(value) if self.knob == "blocks" else value
+
+    def resolve_hp(self, hp: dict | None) -> dict:
+        """Defaults merged with `hp`; unknown keys and wrongly typed values are errors."""
+        hp = dict(hp or {})
+        unknown = sorted(set(hp) - set(self.hyperparameters))
+        if unknown:
+            accepted = ", ".join(sorted(self.hyperparameters)) or "none"
+            raise UserError(f"{self.name}: unknown hyperparameter(s) {', '.join(unknown)}; "
+                            f"accepted: {accepted}")
+        out = copy.deepcopy(self.hyperparameters)
+        for key, value in hp.items():
+            default = self.hyperparameters[key]
+            if isinstance(default, bool) != isinstance(value, bool) or (
+                    isinstance(default, (int, float)) and not isinstance(value, (int, float))):
+                raise UserError(f"{self.name}: hyperparameter {key}={value!r} should be like {default!r}")
+            out[key] = {**default, **value} if isinstance(default, dict) and isinstance(value, dict) else value
+        return out
+
+
+def registered_methods() -> dict[str, Any]:
+    """Entry points of every installed method, built-in or third-party, by name."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def get_method(name: str) -> Method:
+    eps = registered_methods()
+    if name not in eps:
+        raise UserError(f"unknown method {name!r}; registered methods: {', '.join(sorted(eps)) or 'none'} "
+                        f"(a plugin registers under the entry-point group '{ENTRY_POINT_GROUP}')")
+    cls = eps[name].load()
+    method = cls()
+    if method.name != name:
+        raise UserError(f"entry point {name!r} loads a method named {method.name!r}; they must agree")
+    return method
+
+
+def copy_backbone(backbone: GatedResNet, device: str | torch.device = "cpu") -> GatedResNet:
+    """A private copy of the dense backbone for a method to wrap and train."""
+    net = copy.deepcopy(backbone).to(device)
+    net.policy = None
+    return net

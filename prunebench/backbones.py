@@ -1,0 +1,381 @@
+"""CIFAR-style ResNets with gate points: basic-block ResNet-(6n+2) and pre-activation ResNet-(9n+2).
+
+Conv units are named 'stem', 'blocks.<i>.conv<k>', 'blocks.<i>.shortcut' and the classifier 'fc':
+those names key the gates, the trace and the accountant's cost table.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .gates import ConvUnit, GatePolicy, Trace, batch_norm_eval, count, union_index
+
+SHORTCUTS = ("pad", "conv")  # pad: avg-pool stride 2 + zero channels (BlockDrop/DLP); conv: 1x1 conv + BN
+
+
+@dataclass
+class _Pass:
+    """State of one forward pass, shared by the blocks."""
+
+    policy: GatePolicy | None
+    skip: bool
+    trace: Trace | None
+    block_gates: list = field(default_factory=list)
+
+    @property
+    def parallel(self) -> bool:
+        return self.policy is not None and self.policy.parallel
+
+    def channel_gate(self, unit: str, pooled_input):
+        if self.policy is None or unit not in self.policy.gated_units:
+            return None
+        return self.policy.channel_gate(unit, pooled_input())
+
+    def record(self, unit: str, n_in, n_out, gate, run, counted_when_skipped: bool = False):
+        if self.trace is None:
+            return
+        if run is not None and not counted_when_skipped:
+            n_in, n_out = n_in * run, n_out * run
+        self.trace.add(unit, n_in, n_out)
+        if gate is not None:
+            passed = gate.active.sum(1).float()
+            self.trace.gated_active[unit] = passed * run if run is not None else passed
+
+
+class PadShortcut(nn.Module):
+    """Parameter-free shortcut: average-pool by the stride, then zero channels up to the new width."""
+
+    def __init__(self, stride: int, in_channels: int, out_channels: int):
+        super().__init__()
+        self.stride, self.in_channels, self.extra = stride, in_channels, out_channels - in_channels
+
+    def forward(self, x):
+        if self.stride > 1:
+            x = F.avg_pool2d(x, self.stride)
+        return F.pad(x, (0, 0, 0, 0, 0, self.extra)) if self.extra else x
+
+    def mask(self, stream):
+        """The padded channels are structurally zero."""
+        if self.extra == 0:
+            return stream
+        if stream is None:
+            stream = torch.ones(1, self.in_channels, dtype=torch.bool)
+        return torch.cat([stream, stream.new_zeros(stream.shape[0], self.extra)], 1)
+
+
+class ResidualBlock(nn.Module):
+    """Optional pre-activation, a chain of conv units (the branch), a shortcut, an add."""
+
+    def __init__(self, index: int, units: dict[str, ConvUnit], shortcut: nn.Module | None,
+                 pre_norm: nn.BatchNorm2d | None, post_relu: bool):
+        super().__init__()
+        self.index, self.prefix = index, f"blocks.{index}."
+        self.unit_names = list(units)
+        for name, unit in units.items():
+            self.add_module(name, unit)
+        self.shortcut = shortcut
+        self.pre_norm = pre_norm
+        self.post_relu = post_relu
+
+    @property
+    def out_channels(self) -> int:
+        return getattr(self, self.unit_names[-1]).out_channels
+
+    def forward(self, x, stream, ctx: _Pass):
+        """One block; `stream` is the (N, C) mask of structurally non-zero input channels (None: all)."""
+        policy = ctx.policy
+        block_gate = None
+        if policy is not None and policy.gates_blocks:
+            block_gate = policy.block_gate(self.index, x.mean((2, 3)))
+        run = None if block_gate is None else (block_gate != 0).float()
+        if ctx.trace is not None:
+            ctx.block_gates.append(block_gate.detach().float() if block_gate is not None
+                                   else torch.ones(x.shape[0], device=x.device))
+        shortcut_out, shortcut_mask = self._shortcut(x, stream, ctx, run)
+        if ctx.skip:
+            branch, branch_mask = self._branch_skip(x, stream, ctx, block_gate, run)
+            out = shortcut_out + branch if branch is not None else shortcut_out
+        else:
+            branch, branch_mask = self._branch_mask(x, stream, ctx, run)
+            if block_gate is not None:
+                branch = branch * block_gate.view(-1, 1, 1, 1)
+            out = shortcut_out + branch
+        if self.post_relu:
+            out = F.relu(out)
+        if ctx.trace is None and not ctx.skip:
+            return out, None
+        # The add is the union of what the branch produced and what the shortcut carried.
+        if branch_mask is None and run is None and shortcut_mask is None:
+            return out, None
+        n, c = out.shape[:2]
+        branch_mask = torch.ones(n, c, dtype=torch.bool, device=out.device) if branch_mask is None else branch_mask
+        if run is not None:
+            branch_mask = branch_mask & (run[:, None] > 0)
+        if shortcut_mask is not None:
+            return out, branch_mask | shortcut_mask.to(out.device).expand(n, -1)
+        return out, None
+
+    def _in_mask(self, stream):
+        # A pre-activation BN turns zero channels into non-zero ones: its conv input is dense.
+        return None if self.pre_norm is not None else stream
+
+    def _shortcut(self, x, stream, ctx: _Pass, run):
+        sc = self.shortcut
+        if sc is None:
+            return x, stream
+        if isinstance(sc, PadShortcut):
+            return sc(x), sc.mask(stream)
+        n = x.shape[0]
+        ctx.record(self.prefix + "shortcut", count(stream, n, sc.conv.in_channels, x.device),
+                   count(None, n, sc.out_channels, x.device), None, None)
+        if ctx.skip and stream is not None:
+            idx = union_index(stream)
+            if idx is not None:
+                return sc.forward_sliced(x.index_select(1, idx), idx, None, None), None
+        return sc(x), None
+
+    def _branch_mask(self, x, stream, ctx: _Pass, run):
+        h = F.relu(self.pre_norm(x)) if self.pre_norm is not None else x
+        in_mask = self._in_mask(stream)
+        for k, name in enumerate(self.unit_names):
+            unit, full = getattr(self, name), self.prefix + name
+            gate = ctx.channel_gate(full, lambda: h.mean((2, 3)))
+            if ctx.trace is not None:
+                n = h.shape[0]
+                n_out = (count(gate.active, n, 0, h.device) if gate is not None and not ctx.parallel
+                         else count(None, n, unit.out_channels, h.device))
+                ctx.record(full, count(in_mask, n, unit.conv.in_channels, h.device), n_out, gate, run,
+                           counted_when_skipped=ctx.parallel and k == 0)
+            h = unit(h, gate)
+            in_mask = gate.active if gate is not None else None
+        return h, in_mask
+
+    def _branch_skip(self, x, stream, ctx: _Pass, block_gate, run):
+        """Run only the rows whose block gate is open and only the channels some row keeps."""
+        n = x.shape[0]
+        rows = None if run is None else run.nonzero().flatten()
+        # LC-Net's parallel mode computes the first conv for every sample before the decision.
+        select_after = 1 if ctx.parallel else 0
+        in_mask = self._in_mask(stream)
+        in_idx = union_index(in_mask) if in_mask is not None else None
+        cur_rows = None
+        h = batch_norm_relu_eval(self.pre_norm, x) if self.pre_norm is not None else x
+        if in_idx is not None:
+            h = h.index_select(1, in_idx)
+        for k, name in enumerate(self.unit_names):
+            if k == select_after and rows is not None:
+                if len(rows) == 0:
+                    return self._no_rows_left(k, n, x, stream, ctx, run)
+                cur_rows = rows
+                h = h.index_select(0, rows)
+            unit, full = getattr(self, name), self.prefix + name
+            width_in = unit.conv.in_channels
+            gate = ctx.channel_gate(full, lambda: _scatter_pooled(h, n, width_in, cur_rows, in_idx))
+            gate_rows = _rows(gate, cur_rows)
+            if ctx.trace is not None:
+                n_out = (count(gate.active, n, 0, x.device) if gate is not None and not ctx.parallel
+                         else count(None, n, unit.out_channels, x.device))
+                ctx.record(full, count(in_mask, n, width_in, x.device), n_out, gate, run,
+                           counted_when_skipped=ctx.parallel and k == 0)
+            if gate is None:
+                out_idx = None
+            elif ctx.parallel:  # computed in full, then the gated-off channels are dropped
+                h = unit.forward_sliced(h, in_idx, None, gate_rows)
+                out_idx = union_index(gate_rows.active)
+                h = h.index_select(1, out_idx) if out_idx is not None else h
+                in_idx, in_mask = out_idx, gate.active
+                continue
+            else:
+                out_idx = union_index(gate_rows.active)
+            h = unit.forward_sliced(h, in_idx, out_idx, gate_rows)
+            in_idx, in_mask = out_idx, (gate.active if gate is not None else None)
+        if block_gate is not None:
+            h = h * block_gate.index_select(0, rows).view(-1, 1, 1, 1)
+        if in_idx is not None:  # back to full width: channels nobody computed are zero
+            full_h = h.new_zeros(h.shape[0], self.out_channels, *h.shape[2:])
+            h = full_h.index_copy(1, in_idx, h)
+        if rows is not None:
+            h = h.new_zeros(n, *h.shape[1:]).index_copy(0, rows, h)
+        return h, in_mask
+
+
+    def _no_rows_left(self, k, n, x, stream, ctx: _Pass, run):
+        """Every row skips the branch: still ask the policy at each remaining gate point, so that it
+        sees the same sequence of calls as in mask mode (stateful policies rely on it)."""
+        for name in self.unit_names[k:]:
+            unit, full = getattr(self, name), self.prefix + name
+            gate = ctx.channel_gate(full, lambda: x.new_zeros(n, unit.conv.in_channels))
+            zeros = torch.zeros(n, device=x.device)
+            ctx.record(full, zeros, zeros, gate, run)
+        return None, torch.zeros(n, self.out_channels, dtype=torch.bool, device=x.device)
+
+
+def batch_norm_relu_eval(norm, x):
+    return F.relu(batch_norm_eval(norm, x, None))
+
+
+def _rows(gate, rows):
+    if gate is None or rows is None:
+        return gate
+    shift = gate.shift.index_select(0, rows) if gate.shift is not None else None
+    return type(gate)(gate.scale.index_select(0, rows), shift)
+
+
+def _scatter_pooled(h, n, width, rows, channels):
+    """Pooled input at full batch and width: rows or channels that were not computed are zero."""
+    pooled = h.mean((2, 3))
+    if rows is None and channels is None:
+        return pooled
+    full = pooled.new_zeros(n, width)
+    sub = pooled.new_zeros(pooled.shape[0], width)
+    sub = sub.index_copy(1, channels, pooled) if channels is not None else pooled
+    return full.index_copy(0, rows, sub) if rows is not None else sub
+
+
+class GatedResNet(nn.Module):
+    """A CIFAR ResNet whose forward asks `self.policy` for gates and can return a trace."""
+
+    def __init__(self, depth: int, num_classes: int = 10, in_channels: int = 3, *,
+                 block: str = "basic", shortcut: str = "pad", width: int = 16):
+        super().__init__()
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"shortcut must be one of {SHORTCUTS}, not {shortcut!r}")
+        self.spec = dict(depth=depth, num_classes=num_classes, in_channels=in_channels,
+                         block=block, shortcut=shortcut, width=width)
+        widths = [width, 2 * width, 4 * width]
+        if block == "basic":
+            if (depth - 2) % 6:
+                raise ValueError(f"a basic-block CIFAR ResNet has depth 6n+2, not {depth}")
+            per_stage, expansion = (depth - 2) // 6, 1
+            self.stem = ConvUnit(_conv(in_channels, width, 3), nn.BatchNorm2d(width), relu=True)
+        elif block == "bottleneck":
+            if (depth - 2) % 9:
+                raise ValueError(f"a bottleneck CIFAR ResNet has depth 9n+2, not {depth}")
+            per_stage, expansion = (depth - 2) // 9, 4
+            self.stem = ConvUnit(_conv(in_channels, width, 3), None, relu=False)
+        else:
+            raise ValueError(f"block must be 'basic' or 'bottleneck', not {block!r}")
+        blocks, c_in = [], width
+        for stage, w in enumerate(widths):
+            for j in range(per_stage):
+                stride = 2 if stage > 0 and j == 0 else 1
+                make = _basic_block if block == "basic" else _bottleneck_block
+                blocks.append(make(len(blocks), c_in, w, stride, shortcut))
+                c_in = w * expansion
+        self.blocks = nn.ModuleList(blocks)
+        self.head_norm = nn.BatchNorm2d(c_in) if block == "bottleneck" else None
+        self.fc = nn.Linear(c_in, num_classes)
+        self.policy: GatePolicy | None = None
+        self._init_weights()
+
+    def _init_weights(self):
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
+    def unit_names(self) -> list[str]:
+        """Names of every conv unit, in execution order (the gate points)."""
+        names = ["stem"]
+        for b in self.blocks:
+            names += [b.prefix + u for u in b.unit_names]
+            if isinstance(b.shortcut, ConvUnit):
+                names.append(b.prefix + "shortcut")
+        return names
+
+    def unit(self, name: str) -> ConvUnit:
+        return self.get_submodule(name)
+
+    def forward(self, x: torch.Tensor, mode: str = "mask") -> torch.Tensor:
+        return self._forward(x, mode, record=False)[0]
+
+    def run(self, x: torch.Tensor, mode: str = "mask") -> tuple[torch.Tensor, Trace]:
+        """Logits and the trace of what ran."""
+        return self._forward(x, mode, record=True)
+
+    def _forward(self, x, mode, record):
+        if mode not in ("mask", "skip"):
+            raise ValueError(f"mode must be 'mask' or 'skip', not {mode!r}")
+        if mode == "skip" and (self.training or torch.is_grad_enabled()):
+            raise RuntimeError("skip mode is for inference: call net.eval() and use torch.no_grad()")
+        ctx = _Pass(self.policy, mode == "skip", Trace() if record else None)
+        if self.policy is not None:
+            self.policy.begin(x)
+        n = x.shape[0]
+        gate = ctx.channel_gate("stem", lambda: x.mean((2, 3)))
+        stem = self.stem
+        ctx.record("stem", count(None, n, stem.conv.in_channels, x.device),
+                   count(gate.active if gate is not None and not ctx.parallel else None, n,
+                         stem.out_channels, x.device), gate, None)
+        if ctx.skip and gate is not None and not ctx.parallel:
+            idx = union_index(gate.active)
+            h = stem.forward_sliced(x, None, idx, gate)
+            if idx is not None:
+                h = h.new_zeros(n, stem.out_channels, *h.shape[2:]).index_copy(1, idx, h)
+        else:
+            h = stem(x, gate)
+        stream = gate.active if gate is not None else None
+        for block in self.blocks:
+            h, stream = block(h, stream, ctx)
+        if self.head_norm is not None:
+            h = F.relu(self.head_norm(h))
+            stream = None
+        logits = self.fc(h.mean((2, 3)))
+        if record:
+            ctx.record("fc", count(stream, n, self.fc.in_features, x.device),
+                       count(None, n, self.fc.out_features, x.device), None, None)
+            ctx.trace.block_gates = torch.stack(ctx.block_gates, 1)
+        return logits, ctx.trace
+
+
+def _conv(c_in, c_out, k, stride=1):
+    return nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, bias=False)
+
+
+def _make_shortcut(kind, c_in, c_out, stride):
+    if stride == 1 and c_in == c_out:
+        return None
+    if kind == "pad":
+        return PadShortcut(stride, c_in, c_out)
+    return ConvUnit(_conv(c_in, c_out, 1, stride), nn.BatchNorm2d(c_out), relu=False)
+
+
+def _basic_block(index, c_in, c_out, stride, shortcut):
+    units = {"conv1": ConvUnit(_conv(c_in, c_out, 3, stride), nn.BatchNorm2d(c_out), relu=True),
+             "conv2": ConvUnit(_conv(c_out, c_out, 3), nn.BatchNorm2d(c_out), relu=False)}
+    return ResidualBlock(index, units, _make_shortcut(shortcut, c_in, c_out, stride), None, post_relu=True)
+
+
+def _bottleneck_block(index, c_in, planes, stride, shortcut):
+    # Pre-activation bottleneck (He et al. 2016; the network-slimming ResNet-164).
+    c_out = planes * 4
+    units = {"conv1": ConvUnit(_conv(c_in, planes, 1), nn.BatchNorm2d(planes), relu=True),
+             "conv2": ConvUnit(_conv(planes, planes, 3, stride), nn.BatchNorm2d(planes), relu=True),
+             "conv3": ConvUnit(_conv(planes, c_out, 1), None, relu=False)}
+    return ResidualBlock(index, units, _make_shortcut(shortcut, c_in, c_out, stride),
+                         nn.BatchNorm2d(c_in), post_relu=False)
+
+
+BACKBONE_PATTERN = re.compile(r"^(resnet|preresnet)(\d+)$")
+
+
+def build_backbone(name: str, num_classes: int, in_channels: int, *, shortcut: str = "pad",
+                   width: int = 16) -> GatedResNet:
+    """'resnet<6n+2>' (basic blocks, e.g. resnet20/56/110) or 'preresnet<9n+2>' (e.g. preresnet164)."""
+    m = BACKBONE_PATTERN.match(name)
+    if not m:
+        raise ValueError(f"unknown backbone {name!r}; use resnet<6n+2> (resnet20, resnet56, resnet110) "
+                         f"or preresnet<9n+2> (preresnet164)")
+    block = "basic" if m.group(1) == "resnet" else "bottleneck"
+    return GatedResNet(int(m.group(2)), num_classes, in_channels, block=block, shortcut=shortcut, width=width)

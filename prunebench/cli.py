@@ -1,0 +1,203 @@
+"""`prunebench <verb>`: what each workflow rule calls; usable without Snakemake.
+
+Every verb takes explicit input and output paths and writes its outputs atomically.
+Errors exit non-zero with one line; --debug shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from .api import RunContext, UserError, get_method, registered_methods
+from .backbones import build_backbone
+from .config import load_config, provenance
+from .data import DatasetError, load_dataset
+from .io import save_torch, write_json, write_parquet
+from .train import TrainSpec, accuracy, fit, remove_checkpoint, set_seed
+from .data import Normalizer
+
+
+def _dataset(cfg):
+    d = cfg["data"]
+    return load_dataset(d["name"], d["path"], val_size=d["val_size"], download=d["download"], **d["synthetic"])
+
+
+def _run_context(args, out: Path) -> RunContext:
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return RunContext(seed=args.seed, device=device, out_dir=out.parent, progress=args.progress or None)
+
+
+def load_model(path) -> tuple[torch.nn.Module, dict]:
+    """A model file written by pretrain or train: (network, metadata)."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"model file {path} does not exist; run the step that produces it first")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+        return blob["model"], blob["meta"]
+    except Exception as err:  # noqa: BLE001 - any failure here means an unusable file
+        raise UserError(f"model file {path} cannot be read ({type(err).__name__}: {err}); it is truncated or "
+                        f"from an incompatible version: delete it and re-run the step that produces it") from None
+
+
+def cmd_methods(args):
+    for name, ep in sorted(registered_methods().items()):
+        m = get_method(name)
+        kind = "test-time" if m.test_time_knob else "train-time"
+        print(f"{name:16s} knob={m.knob:10s} {kind:10s} {ep.value}")
+
+
+def cmd_pretrain(args):
+    cfg = load_config(args.config)
+    data = _dataset(cfg)
+    out = Path(args.out)
+    run = _run_context(args, out)
+    set_seed(args.seed)
+    b = cfg["backbone"]
+    net = build_backbone(b["name"], data.num_classes, data.in_channels, shortcut=b["shortcut"], width=b["width"])
+    spec = TrainSpec.from_dict(cfg["pretrain"], "pretrain")
+    history = fit(net, data, spec, run, name=f"{out.name}.pretrain")
+    net.to("cpu", memory_format=torch.contiguous_format)
+    normalize = Normalizer(data.mean, data.std)
+    metrics = {"test_accuracy": accuracy(net, data.test_x, data.test_y, normalize),
+               "val_accuracy": history[-1]["val_acc"] if history else None,
+               "train_seconds": sum(h["seconds"] for h in history),
+               "images_per_s": (sum(h["images_per_s"] for h in history) / len(history)) if history else None,
+               "history": history, "backbone": b, "dataset": cfg["data"]["name"],
+               **provenance(cfg, args.seed)}
+    meta = {"kind": "backbone", "backbone": b, "dataset": cfg["data"]["name"], "metrics": metrics}
+    save_torch({"model": net, "meta": meta}, out)
+    if args.metrics:
+        write_json(metrics, args.metrics)
+    remove_checkpoint(run, f"{out.name}.pretrain")
+    print(f"test accuracy {metrics['test_accuracy']:.4f} in {metrics['train_seconds'] / 60:.1f} min -> {out}")
+
+
+def cmd_train(args):
+    cfg = load_config(args.config)
+    method = get_method(args.method)
+    backbone, meta = load_model(args.backbone_model)
+    budget = method.check_budget(backbone, args.budget)
+    hp = (cfg["methods"].get(args.method) or {}).get("hp") or method.resolve_hp(None)
+    data = _dataset(cfg)
+    out = Path(args.out)
+    run = _run_context(args, out)
+    set_seed(args.seed)
+    net = method.train(backbone, data, budget, hp, run)
+    net.to("cpu", memory_format=torch.contiguous_format).eval()
+    save_torch({"model": net, "meta": {"kind": "method", "method": method.name, "budget": budget, "hp": hp,
+                                      "backbone": meta.get("backbone"), **provenance(cfg, args.seed)}}, out)
+    print(f"{method.name} at {method.knob}={budget} -> {out}")
+
+
+def _trained(args):
+    net, meta = load_model(args.model)
+    if meta.get("kind") == "backbone":
+        return net, get_method("dense"), 1.0, meta
+    method = get_method(meta["method"])
+    budget = meta["budget"] if args.budget is None else method.check_budget(net, args.budget)
+    if not method.test_time_knob and budget != meta["budget"]:
+        raise UserError(f"{method.name} was trained at {method.knob}={meta['budget']} and its knob is not "
+                        f"test-time: evaluate it at that budget")
+    return net, method, budget, meta
+
+
+def cmd_evaluate(args):
+    cfg = load_config(args.config)
+    net, method, budget, meta = _trained(args)
+    data = _dataset(cfg)
+    run = _run_context(args, Path(args.summary))
+    result = method.evaluate(net, data, budget, run, batch_size=cfg["evaluate"]["batch_size"])
+    summary = {**result.summary, "method": method.name, "knob": method.knob, "eval_budget": budget,
+               "train_budget": meta.get("budget", 1.0), **provenance(cfg, args.seed)}
+    if args.records:
+        write_parquet(result.records, args.records)
+    write_json(summary, args.summary)
+    print(f"{method.name} {method.knob}={budget}: accuracy {summary['accuracy']:.4f}, "
+          f"MACs {summary['macs_mean'] / 1e6:.2f}M ({summary['macs_frac']:.1%} of dense)")
+
+
+def cmd_latency(args):
+    from .evaluate import latency
+
+    cfg = load_config(args.config)
+    net, method, budget, meta = _trained(args)
+    method.configure(net, budget)
+    data = _dataset(cfg)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    lat = cfg["latency"]
+    result = latency(net, data, _run_context(args, Path(args.out)), batch_sizes=lat["batch_sizes"],
+                     warmup=lat["warmup"], repeats=lat["repeats"])
+    result.update(method=method.name, eval_budget=budget, **provenance(cfg, args.seed))
+    write_json(result, args.out)
+    for bs, row in result["batches"].items():
+        print(f"batch {bs}: {row['model_ms']:.2f} ms (dense {row['dense_ms']:.2f} ms, x{row['speedup']:.2f})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prunebench", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    def verb(name, func, help_):
+        p = sub.add_parser(name, help=help_)
+        p.set_defaults(func=func)
+        if name != "methods":
+            p.add_argument("--config", help="experiment YAML (defaults when omitted)")
+            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
+            p.add_argument("--progress", action="store_true", help="progress bar even when not a terminal")
+        return p
+
+    verb("methods", cmd_methods, "list registered methods and their budget knobs")
+    p = verb("pretrain", cmd_pretrain, "train the dense backbone")
+    p.add_argument("--out", required=True, help="model file to write")
+    p.add_argument("--metrics", help="JSON with accuracy, history and provenance")
+    p = verb("train", cmd_train, "train one method at one budget from a pretrained backbone")
+    p.add_argument("--method", required=True)
+    p.add_argument("--budget", required=True)
+    p.add_argument("--backbone-model", required=True, help="model file written by pretrain")
+    p.add_argument("--out", required=True)
+    for name, func, help_ in (("evaluate", cmd_evaluate, "per-sample records and a summary on the test set"),
+                              ("latency", cmd_latency, "skip-mode latency at batch 1 and 64")):
+        p = verb(name, func, help_)
+        p.add_argument("--model", required=True, help="model file written by pretrain or train")
+        p.add_argument("--budget", default=None, help="eval budget (test-time knobs; default: trained)")
+        if name == "evaluate":
+            p.add_argument("--records", help="parquet file of per-sample records")
+            p.add_argument("--summary", required=True, help="JSON summary")
+        else:
+            p.add_argument("--out", required=True, help="JSON result")
+            p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+    try:
+        args.func(args)
+    except (UserError, DatasetError) as err:
+        if args.debug:
+            raise
+        print(f"prunebench: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - one line unless --debug
+        if args.debug:
+            raise
+        print(f"prunebench: {type(err).__name__}: {err} (re-run with --debug for the traceback)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Experiment config: defaults, validation (unknown keys are errors naming their path), provenance."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import yaml
+
+from .api import UserError, get_method, registered_methods
+from .backbones import build_backbone
+from .data import DATASET_NAMES
+from .train import TrainSpec
+
+DEFAULTS = {
+    "data": {"name": "fashion_mnist", "path": None, "val_size": 5000, "download": True, "synthetic": {}},
+    "backbone": {"name": "resnet20", "shortcut": "pad", "width": 16},
+    "pretrain": {},
+    "methods": {},
+    "evaluate": {"batch_size": 256},
+    "latency": {"batch_sizes": [1, 64], "warmup": 5, "repeats": 30},
+}
+METHOD_KEYS = {"train_budgets", "eval_budgets", "hp"}
+
+
+def load_config(path: str | Path | None) -> dict:
+    """Read a YAML config, fill defaults and validate it; `None` gives the defaults."""
+    raw = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise UserError(f"config file {path} does not exist") from None
+        except yaml.YAMLError as err:
+            raise UserError(f"config file {path} is not valid YAML: {err}") from None
+    return validate(raw)
+
+
+def _merge(defaults: dict, given: dict, where: str) -> dict:
+    if not isinstance(given, dict):
+        raise UserError(f"config key {where or 'top level'} must be a mapping, not {type(given).__name__}")
+    out = copy.deepcopy(defaults)
+    for key, value in given.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in defaults:
+            raise UserError(f"unknown config key '{path}'; accepted here: {', '.join(sorted(defaults))}")
+        fixed_shape = isinstance(defaults[key], dict) and defaults[key] and key != "synthetic"
+        out[key] = _merge(defaults[key], value, path) if fixed_shape else value
+    return out
+
+
+def validate(raw: dict) -> dict:
+    """Defaults filled in; every key and value checked; method names checked against the registry."""
+    cfg = _merge(DEFAULTS, raw, "")
+    if cfg["data"]["name"] not in DATASET_NAMES:
+        raise UserError(f"config key 'data.name': unknown dataset {cfg['data']['name']!r}; "
+                        f"choose one of {', '.join(DATASET_NAMES)}")
+    TrainSpec.from_dict(cfg["pretrain"], "pretrain")
+    try:
+        backbone = build_backbone(cfg["backbone"]["name"], 2, 1, shortcut=cfg["backbone"]["shortcut"],
+                                  width=cfg["backbone"]["width"])
+    except ValueError as err:
+        raise UserError(f"config key 'backbone': {err}") from None
+    for name, entry in (cfg["methods"] or {}).items():
+        if name not in registered_methods():
+            get_method(name)  # raises the error listing the registered methods
+        entry = entry or {}
+        unknown = set(entry) - METHOD_KEYS
+        if unknown:
+            raise UserError(f"unknown config key 'methods.{name}.{sorted(unknown)[0]}'; accepted: "
+                            f"{', '.join(sorted(METHOD_KEYS))}")
+        method = get_method(name)
+        entry["hp"] = method.resolve_hp(entry.get("hp"))
+        for key in ("train_budgets", "eval_budgets"):
+            budgets = entry.get(key) or []
+            if not isinstance(budgets, list):
+                raise UserError(f"config key 'methods.{name}.{key}' must be a list")
+            entry[key] = [method.check_budget(backbone, b) for b in budgets]
+        if entry["eval_budgets"] and not method.test_time_knob:
+            raise UserError(f"config key 'methods.{name}.eval_budgets': {name}'s knob is set at train time; "
+                            f"list its budgets under train_budgets")
+        cfg["methods"][name] = entry
+    return cfg
+
+
+def config_hash(cfg: dict, *sections: str) -> str:
+    """Short stable hash of the named sections (all when none): what a result depends on."""
+    part = {k: cfg[k] for k in sections} if sections else cfg
+    return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def provenance(cfg: dict, seed: int) -> dict:
+    """Where a result came from: config hash, seed, package versions, git commit."""
+    versions = {}
+    for pkg in ("prunebench", "torch", "fvcore", "numpy", "pandas"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            versions[pkg] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"config_hash": config_hash(cfg), "seed": seed, "versions": versions, "git_commit": commit}

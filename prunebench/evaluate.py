@@ -1,0 +1,127 @@
+"""Common evaluation: per-sample records from the trace, a summary; latency with real skipping."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from .api import RunContext
+from .backbones import GatedResNet
+from .data import Dataset, Normalizer, batch_indices
+from .flops import Accountant, controller_macs
+
+
+@dataclass
+class EvalResult:
+    records: pd.DataFrame   # one row per test sample
+    summary: dict
+
+
+@torch.no_grad()
+def evaluate(net: GatedResNet, data: Dataset, run: RunContext, *, split: str = "test",
+             batch_size: int = 256, accountant: Accountant | None = None) -> EvalResult:
+    """Run the split in mask mode, collect the trace, count MACs with the one accountant."""
+    device = torch.device(run.device)
+    net.to(device).eval()
+    accountant = accountant or Accountant(net, (data.in_channels, *data.image_size))
+    ctrl = controller_macs(net, (data.in_channels, *data.image_size))
+    normalize = Normalizer(data.mean, data.std, device)
+    x_all, y_all = data.split(split)
+    preds, trace = [], None
+    for idx in batch_indices(len(y_all), batch_size, shuffle=False):
+        logits, t = net.run(normalize(x_all[idx]))
+        preds.append(logits.argmax(1).cpu())
+        t = _to_cpu(t)
+        trace = t if trace is None else trace.cat(t)
+    pred = torch.cat(preds)
+    backbone = accountant.backbone_macs(trace)
+    records = pd.DataFrame({
+        "sample": range(len(y_all)),
+        "label": y_all.numpy(),
+        "prediction": pred.numpy(),
+        "correct": (pred == y_all).numpy(),
+        "backbone_macs": backbone.numpy(),
+        "controller_macs": ctrl,
+        "macs": backbone.numpy() + ctrl,
+        "blocks_executed": trace.blocks_executed.numpy(),
+    })
+    for unit, active in trace.gated_active.items():
+        records[f"channels:{unit}"] = active.numpy().astype("int32")
+    return EvalResult(records, summarize(records, accountant.dense_macs, net.num_blocks))
+
+
+def summarize(records: pd.DataFrame, dense_macs: float, num_blocks: int) -> dict:
+    macs = records["macs"]
+    return {
+        "n": int(len(records)),
+        "accuracy": float(records["correct"].mean()),
+        "macs_mean": float(macs.mean()),
+        "macs_std": float(macs.std(ddof=0)),
+        "macs_max": float(macs.max()),
+        "macs_frac": float(macs.mean() / dense_macs),
+        "backbone_macs_mean": float(records["backbone_macs"].mean()),
+        "controller_macs": float(records["controller_macs"].iloc[0]) if len(records) else 0.0,
+        "dense_macs": float(dense_macs),
+        "blocks_mean": float(records["blocks_executed"].mean()),
+        "blocks_max": int(records["blocks_executed"].max()),
+        "num_blocks": int(num_blocks),
+    }
+
+
+def _to_cpu(trace):
+    trace.active_in = {k: v.cpu() for k, v in trace.active_in.items()}
+    trace.active_out = {k: v.cpu() for k, v in trace.active_out.items()}
+    trace.gated_active = {k: v.cpu() for k, v in trace.gated_active.items()}
+    trace.block_gates = trace.block_gates.cpu()
+    return trace
+
+
+@torch.no_grad()
+def latency(net: GatedResNet, data: Dataset, run: RunContext, *, batch_sizes=(1, 64), warmup: int = 5,
+            repeats: int = 30) -> dict:
+    """Median wall-clock time of skip-mode forwards on test images, beside the dense backbone's."""
+    device = torch.device(run.device)
+    net.to(device).eval()
+    normalize = Normalizer(data.mean, data.std, device)
+    x_test = data.test_x
+    result = {"device": _device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "warmup": warmup, "repeats": repeats, "batches": {}}
+    policy = net.policy
+    for bs in batch_sizes:
+        # Cycle through different test images: a dynamic net's cost depends on the image.
+        inputs = [normalize(x_test[(torch.arange(bs) + r * bs) % len(x_test)]) for r in range(repeats)]
+        row = {}
+        for label, pol in (("model", policy), ("dense", None)):
+            net.policy = pol
+            try:
+                for r in range(warmup):
+                    net(inputs[r % repeats], mode="skip")
+                times = []
+                for x in inputs:
+                    _sync(device)
+                    t0 = time.perf_counter()
+                    net(x, mode="skip")
+                    _sync(device)
+                    times.append((time.perf_counter() - t0) * 1000)
+            finally:
+                net.policy = policy
+            row[f"{label}_ms"] = statistics.median(times)
+        row["speedup"] = row["dense_ms"] / row["model_ms"]
+        result["batches"][str(bs)] = row
+    return result
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _device_name(device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()})"

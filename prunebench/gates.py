@@ -1,0 +1,148 @@
+"""Gate and trace types, and how a conv unit applies channel gates in mask and skip mode.
+
+Every method is expressed as gates on one backbone (DESIGN.md): a block gate per residual block
+and sample, and a channel gate per gated conv, sample and output channel. The backbone asks a
+`GatePolicy` for gates at each gate point and records in a `Trace` what actually ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class ChannelGate:
+    """Per-sample channel gate of one conv unit, applied after its norm and before its activation.
+
+    out = act(scale * norm(conv(x)) + shift); a channel whose scale is 0 is not computed, so its
+    shift must be 0 there too (FBS puts its masked beta here, SANP its signed saliency).
+    """
+
+    scale: torch.Tensor                   # (N, C_out)
+    shift: torch.Tensor | None = None     # (N, C_out) or None
+
+    @property
+    def active(self) -> torch.Tensor:
+        return self.scale != 0
+
+
+class GatePolicy(nn.Module):
+    """Decides the gates of one forward pass; the default opens everything (the dense network).
+
+    A subclass declares which gate points it drives (`gates_blocks`, `gated_units`) and overrides
+    the matching hooks. Hooks see the global-average-pooled input of what they gate: every method
+    in scope decides from it (FBS, LC-Net, SANP, RNP) or from the image seen in `begin` (BlockDrop,
+    DLP). `parallel` marks gates computed beside the conv they gate (LC-Net's parallel mode): that
+    conv, and a block's first conv, then run in full and only what follows is saved.
+    """
+
+    gates_blocks: bool = False
+    gated_units: frozenset[str] = frozenset()
+    parallel: bool = False
+
+    def begin(self, x: torch.Tensor) -> None:
+        """See the network input once, before the first gate point."""
+
+    def block_gate(self, index: int, pooled: torch.Tensor) -> torch.Tensor:
+        """(N,) gate in [0, 1] for residual block `index`; 0 skips its branch."""
+        raise NotImplementedError
+
+    def channel_gate(self, unit: str, pooled: torch.Tensor) -> ChannelGate:
+        """Channel gate for conv unit `unit` (e.g. 'blocks.3.conv1') from its pooled input."""
+        raise NotImplementedError
+
+
+@dataclass
+class Trace:
+    """What ran in one forward, per sample: the accountant's only input."""
+
+    active_in: dict[str, torch.Tensor] = field(default_factory=dict)   # unit -> (N,) input channels used
+    active_out: dict[str, torch.Tensor] = field(default_factory=dict)  # unit -> (N,) output channels computed
+    gated_active: dict[str, torch.Tensor] = field(default_factory=dict)  # gated unit -> (N,) channels passed on
+    block_gates: torch.Tensor | None = None                            # (N, K) gate values, 0 = skipped
+
+    def add(self, unit: str, n_in: torch.Tensor, n_out: torch.Tensor) -> None:
+        self.active_in[unit] = n_in.float()
+        self.active_out[unit] = n_out.float()
+
+    @property
+    def blocks_executed(self) -> torch.Tensor:
+        return (self.block_gates != 0).sum(1)
+
+    def cat(self, other: "Trace") -> "Trace":
+        """Concatenate along the batch (for evaluating a dataset in batches)."""
+        join = lambda a, b: {k: torch.cat([a[k], b[k]]) for k in a}  # noqa: E731
+        return Trace(join(self.active_in, other.active_in), join(self.active_out, other.active_out),
+                     join(self.gated_active, other.gated_active),
+                     torch.cat([self.block_gates, other.block_gates]))
+
+
+class ConvUnit(nn.Module):
+    """conv -> optional norm -> channel gate point -> optional ReLU."""
+
+    def __init__(self, conv: nn.Conv2d, norm: nn.BatchNorm2d | None, relu: bool):
+        super().__init__()
+        self.conv, self.norm, self.relu = conv, norm, relu
+
+    @property
+    def out_channels(self) -> int:
+        return self.conv.out_channels
+
+    def forward(self, x: torch.Tensor, gate: ChannelGate | None = None) -> torch.Tensor:
+        """Mask mode: compute every channel, then multiply by the gate (differentiable)."""
+        h = self.conv(x)
+        if self.norm is not None:
+            h = self.norm(h)
+        if gate is not None:
+            h = h * gate.scale[:, :, None, None]
+            if gate.shift is not None:
+                h = h + gate.shift[:, :, None, None]
+        return F.relu(h) if self.relu else h
+
+    def forward_sliced(self, x: torch.Tensor, in_idx: torch.Tensor | None, out_idx: torch.Tensor | None,
+                       gate: ChannelGate | None) -> torch.Tensor:
+        """Skip mode: x holds only channels `in_idx`; compute only output channels `out_idx`."""
+        weight = self.conv.weight
+        if out_idx is not None:
+            weight = weight.index_select(0, out_idx)
+        if in_idx is not None:
+            weight = weight.index_select(1, in_idx)
+        bias = self.conv.bias
+        if bias is not None and out_idx is not None:
+            bias = bias.index_select(0, out_idx)
+        h = F.conv2d(x, weight, bias, self.conv.stride, self.conv.padding, self.conv.dilation)
+        if self.norm is not None:
+            h = batch_norm_eval(self.norm, h, out_idx)
+        if gate is not None:
+            scale, shift = gate.scale, gate.shift
+            if out_idx is not None:
+                scale = scale.index_select(1, out_idx)
+                shift = shift.index_select(1, out_idx) if shift is not None else None
+            h = h * scale[:, :, None, None]
+            if shift is not None:
+                h = h + shift[:, :, None, None]
+        return F.relu(h) if self.relu else h
+
+
+def batch_norm_eval(norm: nn.BatchNorm2d, h: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+    """Inference batch norm restricted to channels `idx` (all when None)."""
+    pick = (lambda t: t.index_select(0, idx) if t is not None and idx is not None else t)
+    return F.batch_norm(h, pick(norm.running_mean), pick(norm.running_var), pick(norm.weight),
+                        pick(norm.bias), False, 0.0, norm.eps)
+
+
+def union_index(active: torch.Tensor) -> torch.Tensor | None:
+    """Channels active for any sample of a (N, C) mask; None when all are (no slicing needed)."""
+    any_active = active.any(0)
+    return None if bool(any_active.all()) else any_active.nonzero().flatten()
+
+
+def count(mask: torch.Tensor | None, n: int, width: int, device) -> torch.Tensor:
+    """Per-sample number of active channels of a (N, C) mask; None means all `width` are."""
+    if mask is None:
+        return torch.full((n,), float(width), device=device)
+    return mask.sum(1).float()

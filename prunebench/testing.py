@@ -1,0 +1,114 @@
+"""Conformance checks any method (built-in or plugin) must pass, on synthetic data in seconds.
+
+    from prunebench.testing import check_method
+    check_method("my_method")            # raises AssertionError naming what is wrong
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from .api import Method, RunContext, UserError, get_method
+from .backbones import GatedResNet, build_backbone
+from .data import Dataset, Normalizer, load_dataset
+from .evaluate import evaluate
+from .flops import Accountant
+from .train import TrainSpec, fit, set_seed
+
+
+def tiny_setup(seed: int = 0) -> tuple[GatedResNet, Dataset]:
+    """A briefly pretrained ResNet-8 (width 8) on the synthetic dataset."""
+    data = load_dataset("synthetic", val_size=32, n_train=256, n_test=64, num_classes=4, size=16)
+    set_seed(seed)
+    net = build_backbone("resnet8", data.num_classes, data.in_channels, width=8)
+    fit(net, data, TrainSpec(epochs=1, batch_size=64, lr=0.05, compile="off"), RunContext(seed=seed))
+    return net.eval(), data
+
+
+def _budgets(method: Method, net: GatedResNet) -> list:
+    low, high = method.budget_range(net)
+    mid = (low + high) / 2
+    if method.knob == "blocks":
+        return sorted({int(low), int(round(mid)), int(high)})
+    return sorted({low, mid, high}) if method.test_time_knob else [mid]
+
+
+def _state(net):
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def _equal_states(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def check_method(method: Method | str, hp: dict | None = None) -> dict:
+    """Train on synthetic data and check interface, trace, MACs, determinism and mask/skip agreement."""
+    method = get_method(method) if isinstance(method, str) else method
+    name = method.name
+    backbone, data = tiny_setup()
+    hp = method.resolve_hp({**getattr(method, "quick_hp", {}), **(hp or {})})
+    before = _state(backbone)
+    budgets = _budgets(method, backbone)
+    train_budget = budgets[len(budgets) // 2]
+    run = RunContext(seed=0)
+
+    set_seed(0)
+    net = method.train(backbone, data, train_budget, copy.deepcopy(hp), run)
+    assert isinstance(net, GatedResNet), f"{name}.train must return a GatedResNet, got {type(net).__name__}"
+    assert _equal_states(before, _state(backbone)), f"{name}.train mutated the backbone it was given"
+
+    # Validation: a budget outside the range and an unknown hyperparameter are user errors.
+    low, high = method.budget_range(backbone)
+    for bad in (low - 1, high + 1):
+        try:
+            method.check_budget(backbone, bad)
+        except UserError:
+            pass
+        else:
+            raise AssertionError(f"{name}: budget {bad} outside [{low}, {high}] was accepted")
+    try:
+        method.resolve_hp({"no_such_key__": 1})
+    except UserError:
+        pass
+    else:
+        raise AssertionError(f"{name}: an unknown hyperparameter was accepted")
+
+    accountant = Accountant(net, (data.in_channels, *data.image_size))
+    eval_budgets = budgets if method.test_time_knob else [train_budget]
+    results = {}
+    for b in eval_budgets:
+        res = method.evaluate(net, data, b, run, batch_size=32, accountant=accountant)
+        rec = res.records
+        assert len(rec) == len(data.test_y), f"{name}: {len(rec)} records for {len(data.test_y)} test samples"
+        assert (rec["macs"] <= accountant.dense_macs * (1 + 1e-9) + rec["controller_macs"]).all(), \
+            f"{name}: a sample's backbone MACs exceed the dense network's"
+        assert (rec["backbone_macs"] >= 0).all() and (rec["controller_macs"] >= 0).all()
+        if method.knob == "blocks":
+            assert rec["blocks_executed"].max() <= b, f"{name}: a sample ran more than {b} blocks"
+        results[b] = res.summary
+
+    # Trace shapes and mask/skip agreement on one batch.
+    method.configure(net, eval_budgets[-1])
+    x = Normalizer(data.mean, data.std)(data.test_x[:16])
+    with torch.no_grad():
+        logits, trace = net.run(x, "mask")
+        logits_skip, trace_skip = net.run(x, "skip")
+    assert logits.shape == (16, data.num_classes), f"{name}: logits shape {tuple(logits.shape)}"
+    assert trace.block_gates.shape == (16, net.num_blocks), f"{name}: block gates {tuple(trace.block_gates.shape)}"
+    assert set(trace.active_in) == set(accountant.units), f"{name}: trace units differ from the backbone's"
+    assert torch.allclose(logits, logits_skip, atol=1e-4, rtol=1e-4), \
+        f"{name}: skip mode disagrees with mask mode by {(logits - logits_skip).abs().max():.2e}"
+    for unit in trace.active_in:
+        assert torch.equal(trace.active_in[unit], trace_skip.active_in[unit]) and \
+            torch.equal(trace.active_out[unit], trace_skip.active_out[unit]), \
+            f"{name}: the skip-mode trace differs at {unit}"
+
+    # Determinism: same seed, same trained weights and same per-sample results.
+    set_seed(0)
+    again = method.train(backbone, data, train_budget, copy.deepcopy(hp), RunContext(seed=0))
+    assert _equal_states(_state(net), _state(again)), f"{name}: the same seed gave different weights"
+    res_again = method.evaluate(again, data, eval_budgets[-1], run, batch_size=32, accountant=accountant)
+    assert res_again.summary == results[eval_budgets[-1]], f"{name}: the same seed gave different results"
+    return results

@@ -1,0 +1,211 @@
+"""The shared training loop: optimizer and schedule from config, atomic per-epoch checkpoints, resume."""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .api import RunContext, UserError
+from .data import Dataset, Normalizer, augment, batch_indices
+from .io import save_torch
+
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass
+class TrainSpec:
+    """One training stage's settings (the `pretrain` section, or a method's fine-tuning stage)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    milestones: list = field(default_factory=lambda: [0.5, 0.75])  # fractions of training (step)
+    gamma: float = 0.1
+    warmup_frac: float = 0.15                                       # onecycle ramp-up share
+    augment_pad: int = 2
+    augment_flip: bool = True
+    channels_last: bool = True
+    compile: str = "auto"                                            # auto | on | off
+
+    @classmethod
+    def from_dict(cls, d: dict | None, where: str = "train") -> "TrainSpec":
+        d = dict(d or {})
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; accepted: {', '.join(sorted(names))}")
+        spec = cls(**d)
+        if spec.optimizer not in OPTIMIZERS:
+            raise UserError(f"{where}.optimizer must be one of {OPTIMIZERS}, not {spec.optimizer!r}")
+        if spec.schedule not in SCHEDULES:
+            raise UserError(f"{where}.schedule must be one of {SCHEDULES}, not {spec.schedule!r}")
+        if str(spec.compile) not in ("auto", "on", "off"):
+            raise UserError(f"{where}.compile must be auto, on or off, not {spec.compile!r}")
+        if spec.epochs < 0 or spec.batch_size < 1 or spec.lr <= 0:
+            raise UserError(f"{where}: epochs must be >= 0, batch_size >= 1 and lr > 0")
+        return spec
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def lr_factor(spec: TrainSpec, step: int, total: int) -> float:
+    """Multiplier of the base learning rate at optimizer step `step` of `total`."""
+    t = step / max(total, 1)
+    if spec.schedule == "constant":
+        return 1.0
+    if spec.schedule == "step":
+        return spec.gamma ** sum(t >= m for m in spec.milestones)
+    if spec.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t))
+    # one-cycle: linear ramp from lr/25 to lr, then cosine down to ~0 (Smith & Topin 2019)
+    w = spec.warmup_frac
+    if t < w:
+        return 0.04 + 0.96 * t / w
+    return 0.5 * (1 + math.cos(math.pi * (t - w) / (1 - w)))
+
+
+def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """Default loss: plain cross-entropy; returns (loss, logits)."""
+    logits = model(x)
+    return F.cross_entropy(logits, y), logits
+
+
+def make_optimizer(params, spec: TrainSpec) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise UserError("nothing to train: no parameter requires a gradient")
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov and spec.momentum > 0,
+                           weight_decay=spec.weight_decay)
+
+
+def _maybe_compile(net: nn.Module, spec: TrainSpec, total_steps: int, run: RunContext):
+    """torch.compile pays for long dense jobs; gated forwards have data-dependent control flow."""
+    wanted = spec.compile == "on" or (spec.compile == "auto" and total_steps >= 2000
+                                      and getattr(net, "policy", None) is None)
+    if not wanted:
+        return net
+    try:
+        return torch.compile(net)
+    except Exception as err:  # noqa: BLE001 - an eager fallback is always correct
+        run.log.warning("torch.compile unavailable (%s); training eagerly", err)
+        return net
+
+
+def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name: str = "train",
+        loss_fn: Callable = cross_entropy_loss, params=None, model_for_loss: nn.Module | None = None,
+        on_epoch_start: Callable[[int], None] | None = None) -> list[dict]:
+    """Train `net` in place for spec.epochs; resumes from run's checkpoint `name` if one exists.
+
+    loss_fn(model, x, y) -> (loss, logits) lets a method add its own terms; `params` restricts
+    what is optimised (default: every parameter that requires a gradient).
+    """
+    set_seed(run.seed)
+    device = torch.device(run.device)
+    memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
+    net.to(device=device, memory_format=memory_format)
+    optimizer = make_optimizer(net.parameters() if params is None else params, spec)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    normalize = Normalizer(data.mean, data.std, device, memory_format)
+    n = len(data.train_x)
+    steps_per_epoch = n // spec.batch_size if n >= spec.batch_size else 1
+    total_steps = steps_per_epoch * spec.epochs
+    history, start_epoch = [], 0
+    ckpt_path = run.checkpoint(name)
+    if ckpt_path is not None and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        history, start_epoch = state["history"], state["epoch"] + 1
+        run.log.info("%s: resuming after epoch %d from %s", name, state["epoch"] + 1, ckpt_path)
+    model = _maybe_compile(net, spec, total_steps - start_epoch * steps_per_epoch, run)
+    model_for_loss = model if model_for_loss is None else model_for_loss
+    show = run.progress if run.progress is not None else sys.stderr.isatty()
+    for epoch in range(start_epoch, spec.epochs):
+        net.train()
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
+        # One generator per epoch, derived from the seed: a resumed run draws the same batches.
+        gen = torch.Generator().manual_seed(run.seed * 1_000_003 + epoch)
+        batches = batch_indices(n, spec.batch_size, shuffle=True, generator=gen, drop_last=n >= spec.batch_size)
+        bar = tqdm(batches, total=steps_per_epoch, desc=f"{name} {epoch + 1}/{spec.epochs}", disable=not show,
+                   file=sys.stderr, leave=False)
+        loss_sum, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
+        for i, idx in enumerate(bar):
+            step = epoch * steps_per_epoch + i
+            for g, base in zip(optimizer.param_groups, base_lrs):
+                g["lr"] = base * lr_factor(spec, step, total_steps)
+            x = augment(data.train_x[idx], pad=spec.augment_pad, flip=spec.augment_flip, generator=gen)
+            x, y = normalize(x), data.train_y[idx].to(device)
+            try:
+                loss, logits = loss_fn(model_for_loss, x, y)
+            except Exception as err:  # noqa: BLE001 - compilation fails at the first call
+                if model is net:
+                    raise
+                run.log.warning("torch.compile failed (%s: %s); training eagerly", type(err).__name__, err)
+                model_for_loss = net if model_for_loss is model else model_for_loss
+                model = net
+                loss, logits = loss_fn(model_for_loss, x, y)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"{name}: loss became {loss.item()} at epoch {epoch + 1}, step {i}; "
+                                   f"lower the learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+        seconds = time.perf_counter() - t0
+        val_acc = accuracy(net, data.val_x, data.val_y, normalize) if len(data.val_x) else float("nan")
+        history.append(dict(epoch=epoch + 1, train_loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
+                            val_acc=val_acc, lr=optimizer.param_groups[0]["lr"], seconds=seconds,
+                            images_per_s=seen / seconds))
+        run.log.info("%s epoch %d/%d: loss %.4f train %.4f val %.4f (%.0f img/s)", name, epoch + 1,
+                     spec.epochs, history[-1]["train_loss"], history[-1]["train_acc"], val_acc, seen / seconds)
+        if ckpt_path is not None:
+            save_torch(dict(epoch=epoch, model=net.state_dict(), optimizer=optimizer.state_dict(),
+                            rng=torch.get_rng_state(), history=history), ckpt_path)
+    net.eval()
+    return history
+
+
+@torch.no_grad()
+def accuracy(net: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, normalize: Normalizer,
+             batch_size: int = 512) -> float:
+    """Top-1 accuracy in eval mode (mask mode, the net's current policy)."""
+    was_training = net.training
+    net.eval()
+    correct = 0
+    for idx in batch_indices(len(y), batch_size, shuffle=False):
+        correct += int((net(normalize(x_uint8[idx])).argmax(1).cpu() == y[idx]).sum())
+    net.train(was_training)
+    return correct / max(len(y), 1)
+
+
+def remove_checkpoint(run: RunContext, name: str) -> None:
+    path = run.checkpoint(name)
+    if path is not None:
+        Path(path).unlink(missing_ok=True)

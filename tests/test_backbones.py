@@ -1,0 +1,109 @@
+import pytest
+import torch
+
+from prunebench.backbones import build_backbone
+from prunebench.gates import ChannelGate, GatePolicy
+
+
+class RandomGates(GatePolicy):
+    """Random block and channel gates (some exactly zero), reproducible per forward."""
+
+    gates_blocks = True
+
+    def __init__(self, net, parallel=False, units=None):
+        super().__init__()
+        self.widths = {u: net.unit(u).out_channels for u in net.unit_names()}
+        self.gated_units = frozenset(units if units is not None else
+                                     [u for u in net.unit_names() if not u.endswith("shortcut")])
+        self.parallel = parallel
+        self.g = torch.Generator()
+
+    def begin(self, x):
+        self.g.manual_seed(7)
+
+    def block_gate(self, index, pooled):
+        n = pooled.shape[0]
+        return (torch.rand(n, generator=self.g) > 0.3).float() * torch.rand(n, generator=self.g)
+
+    def channel_gate(self, unit, pooled):
+        n, c = pooled.shape[0], self.widths[unit]
+        scale = (torch.rand(n, c, generator=self.g) > 0.5).float() * torch.randn(n, c, generator=self.g)
+        return ChannelGate(scale, 0.1 * (scale != 0).float())
+
+
+def randomize_bn(net):
+    g = torch.Generator().manual_seed(1)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+@pytest.mark.parametrize("name,shortcut", [("resnet20", "pad"), ("resnet20", "conv"),
+                                           ("preresnet29", "conv"), ("preresnet29", "pad")])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_mask_and_skip_modes_agree(name, shortcut, parallel):
+    torch.manual_seed(0)
+    net = build_backbone(name, 10, 3, shortcut=shortcut).eval()
+    randomize_bn(net)
+    net.policy = RandomGates(net, parallel)
+    x = torch.randn(6, 3, 32, 32)
+    with torch.no_grad():
+        mask_logits, mask_trace = net.run(x, "mask")
+        skip_logits, skip_trace = net.run(x, "skip")
+    assert torch.allclose(mask_logits, skip_logits, atol=1e-4, rtol=1e-4)
+    assert 0 < mask_trace.blocks_executed.float().mean() < net.num_blocks  # both kinds of block occurred
+    for unit in mask_trace.active_in:
+        assert torch.equal(mask_trace.active_in[unit], skip_trace.active_in[unit]), unit
+        assert torch.equal(mask_trace.active_out[unit], skip_trace.active_out[unit]), unit
+
+
+def test_skipped_block_counts_nothing_unless_parallel():
+    net = build_backbone("resnet8", 10, 3).eval()
+
+    class DropAll(GatePolicy):
+        gates_blocks = True
+
+        def block_gate(self, index, pooled):
+            return torch.zeros(pooled.shape[0])
+
+    net.policy = DropAll()
+    with torch.no_grad():
+        logits, trace = net.run(torch.randn(2, 3, 32, 32), "skip")
+    assert trace.blocks_executed.tolist() == [0, 0]
+    assert trace.active_out["blocks.0.conv1"].tolist() == [0, 0]
+    net.policy.parallel = True  # LC-Net parallel mode: the first conv ran before the decision
+    with torch.no_grad():
+        _, trace = net.run(torch.randn(2, 3, 32, 32), "skip")
+    assert trace.active_out["blocks.0.conv1"].tolist() == [8.0 * 2, 8.0 * 2]
+    assert trace.active_out["blocks.0.conv2"].tolist() == [0, 0]
+
+
+def test_skip_mode_refuses_training():
+    net = build_backbone("resnet8", 10, 3)
+    with pytest.raises(RuntimeError, match="inference"):
+        net(torch.randn(1, 3, 32, 32), mode="skip")
+
+
+def test_gated_forward_keeps_channels_last():
+    net = build_backbone("resnet8", 10, 3).to(memory_format=torch.channels_last)
+    net.policy = RandomGates(net)
+    seen = []
+    hook = lambda m, i, o: seen.append(o.is_contiguous(memory_format=torch.channels_last))  # noqa: E731
+    for unit in net.unit_names():
+        net.unit(unit).register_forward_hook(hook)
+    x = torch.randn(4, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    net(x).sum().backward()
+    assert seen and all(seen)
+
+
+def test_backbone_names_and_errors():
+    assert build_backbone("resnet56", 10, 3).num_blocks == 27
+    assert build_backbone("resnet110", 100, 3).num_blocks == 54
+    assert build_backbone("preresnet164", 10, 3).num_blocks == 54
+    with pytest.raises(ValueError, match="6n\\+2"):
+        build_backbone("resnet21", 10, 3)
+    with pytest.raises(ValueError, match="unknown backbone"):
+        build_backbone("vgg16", 10, 3)

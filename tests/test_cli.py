@@ -1,0 +1,67 @@
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from prunebench.cli import main
+
+SMOKE = {"data": {"name": "synthetic", "val_size": 32,
+                  "synthetic": {"n_train": 256, "n_test": 64, "num_classes": 4, "size": 16}},
+         "backbone": {"name": "resnet8", "width": 8},
+         "pretrain": {"epochs": 1, "batch_size": 64, "lr": 0.05},
+         "methods": {"uniform_width": {"train_budgets": [0.5], "hp": {"finetune": {"epochs": 1, "batch_size": 64}}}},
+         "evaluate": {"batch_size": 32},
+         "latency": {"batch_sizes": [1, 4], "warmup": 1, "repeats": 2}}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    (root / "cfg.yaml").write_text(yaml.safe_dump(SMOKE))
+    assert main(["pretrain", "--config", str(root / "cfg.yaml"), "--out", str(root / "pre/model.pt"),
+                 "--metrics", str(root / "pre/metrics.json")]) == 0
+    return root
+
+
+def test_pretrain_train_evaluate_latency(workdir, capsys):
+    cfg = str(workdir / "cfg.yaml")
+    metrics = json.loads((workdir / "pre/metrics.json").read_text())
+    assert 0 <= metrics["test_accuracy"] <= 1 and metrics["seed"] == 0 and metrics["config_hash"]
+    assert main(["train", "--config", cfg, "--method", "uniform_width", "--budget", "0.5",
+                 "--backbone-model", str(workdir / "pre/model.pt"), "--out", str(workdir / "uw/model.pt")]) == 0
+    assert not list((workdir / "uw").glob("*.ckpt")), "finished jobs leave no checkpoints"
+    assert main(["evaluate", "--config", cfg, "--model", str(workdir / "uw/model.pt"),
+                 "--records", str(workdir / "uw/eval.parquet"), "--summary", str(workdir / "uw/eval.json")]) == 0
+    summary = json.loads((workdir / "uw/eval.json").read_text())
+    records = pd.read_parquet(workdir / "uw/eval.parquet")
+    assert len(records) == summary["n"] == 64
+    assert 0.2 < summary["macs_frac"] < 0.8 and summary["method"] == "uniform_width"
+    assert {"label", "prediction", "macs", "backbone_macs", "controller_macs", "blocks_executed"} <= set(records)
+    assert main(["latency", "--config", cfg, "--model", str(workdir / "uw/model.pt"),
+                 "--out", str(workdir / "uw/latency.json")]) == 0
+    lat = json.loads((workdir / "uw/latency.json").read_text())
+    assert set(lat["batches"]) == {"1", "4"} and lat["threads"] >= 1 and lat["torch"]
+    assert lat["batches"]["1"]["model_ms"] > 0
+    assert main(["methods"]) == 0
+    assert "random_drop" in capsys.readouterr().out
+
+
+def test_errors_are_one_line(workdir, capsys):
+    cfg = str(workdir / "cfg.yaml")
+    code = main(["train", "--config", cfg, "--method", "nope", "--budget", "1",
+                 "--backbone-model", str(workdir / "pre/model.pt"), "--out", str(workdir / "x.pt")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "unknown method 'nope'" in err
+    code = main(["train", "--config", cfg, "--method", "random_drop", "--budget", "99",
+                 "--backbone-model", str(workdir / "pre/model.pt"), "--out", str(workdir / "x.pt")])
+    assert code == 2 and "out of range" in capsys.readouterr().err
+    code = main(["evaluate", "--config", cfg, "--model", str(workdir / "missing.pt"), "--summary", "s.json"])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
+    (workdir / "broken.pt").write_bytes(b"garbage")
+    code = main(["evaluate", "--config", cfg, "--model", str(workdir / "broken.pt"), "--summary", "s.json"])
+    assert code == 2 and "truncated" in capsys.readouterr().err
+    bad = workdir / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**SMOKE, "pretrain": {"epochz": 1}}))
+    code = main(["pretrain", "--config", str(bad), "--out", str(workdir / "x.pt")])
+    assert code == 2 and "pretrain.epochz" in capsys.readouterr().err

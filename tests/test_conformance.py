@@ -1,0 +1,10 @@
+import pytest
+
+from prunebench.api import registered_methods
+from prunebench.testing import check_method
+
+
+@pytest.mark.parametrize("name", sorted(registered_methods()))
+def test_registered_method_conforms(name):
+    results = check_method(name)
+    assert all(0 <= r["accuracy"] <= 1 and r["macs_frac"] <= 1 + 1e-9 for r in results.values())

@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from prunebench.api import RunContext, UserError
+from prunebench.backbones import build_backbone
+from prunebench.train import TrainSpec, fit, lr_factor
+
+
+def small_net(data):
+    torch.manual_seed(0)
+    return build_backbone("resnet8", data.num_classes, data.in_channels, width=4)
+
+
+def test_schedules():
+    spec = TrainSpec(schedule="step", milestones=[0.5, 0.75], gamma=0.1)
+    assert [lr_factor(spec, s, 100) for s in (0, 49, 50, 80)] == pytest.approx([1, 1, 0.1, 0.01])
+    cos = TrainSpec(schedule="cosine")
+    assert lr_factor(cos, 0, 10) == 1 and lr_factor(cos, 5, 10) == pytest.approx(0.5)
+    one = TrainSpec(schedule="onecycle", warmup_frac=0.2)
+    assert lr_factor(one, 0, 100) == pytest.approx(0.04) and lr_factor(one, 20, 100) == pytest.approx(1.0)
+    assert lr_factor(one, 99, 100) < 0.01
+
+
+def test_spec_rejects_unknown_keys_and_values():
+    with pytest.raises(UserError, match="unknown key.*epoch.*accepted"):
+        TrainSpec.from_dict({"epoch": 3}, "pretrain")
+    with pytest.raises(UserError, match="pretrain.schedule"):
+        TrainSpec.from_dict({"schedule": "linear"}, "pretrain")
+
+
+def test_training_learns_and_is_deterministic(tiny):
+    _, data = tiny
+    spec = TrainSpec(epochs=3, batch_size=64, lr=0.05, compile="off")
+    a, b = small_net(data), small_net(data)
+    history = fit(a, data, spec, RunContext(seed=1))
+    fit(b, data, spec, RunContext(seed=1))
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_resume_from_checkpoint_matches_an_uninterrupted_run(tiny, tmp_path):
+    _, data = tiny
+    spec = TrainSpec(epochs=3, batch_size=64, lr=0.05, compile="off")
+    full = small_net(data)
+    fit(full, data, spec, RunContext(seed=2))
+
+    interrupted = small_net(data)
+    run = RunContext(seed=2, out_dir=tmp_path)
+    stop = TrainSpec(**{**spec.__dict__, "epochs": 3})
+
+    def crash(epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(interrupted, data, stop, run, name="job", on_epoch_start=crash)
+    assert (tmp_path / "job.ckpt").exists()
+    resumed = small_net(data)
+    history = fit(resumed, data, spec, run, name="job")
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert all(torch.equal(x, y) for x, y in zip(full.state_dict().values(), resumed.state_dict().values()))
+    assert not list(tmp_path.glob("*.tmp"))  # no partial files left behind
