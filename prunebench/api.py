@@ -30,10 +30,21 @@ class RunContext:
     out_dir: Path | None = None
     progress: bool | None = None   # None: a bar only when stderr is a terminal
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("prunebench"))
+    checkpoints: set = field(default_factory=set)
 
     def checkpoint(self, name: str) -> Path | None:
         """Path of a resumable checkpoint in the output folder (None: no checkpoints)."""
-        return None if self.out_dir is None else Path(self.out_dir) / f"{name}.ckpt"
+        if self.out_dir is None:
+            return None
+        path = Path(self.out_dir) / f"{name}.ckpt"
+        self.checkpoints.add(path)
+        return path
+
+    def remove_checkpoints(self) -> None:
+        """Once the job's output is safely written, its checkpoints are no longer needed."""
+        for path in self.checkpoints:
+            path.unlink(missing_ok=True)
+        self.checkpoints.clear()
 
 
 class Method:

@@ -110,7 +110,7 @@ class ResidualBlock(nn.Module):
         if ctx.trace is None and not ctx.skip:
             return out, None
         # The add is the union of what the branch produced and what the shortcut carried.
-        if branch_mask is None and run is None and shortcut_mask is None:
+        if shortcut_mask is None or (branch_mask is None and run is None):
             return out, None
         n, c = out.shape[:2]
         branch_mask = torch.ones(n, c, dtype=torch.bool, device=out.device) if branch_mask is None else branch_mask
@@ -133,10 +133,9 @@ class ResidualBlock(nn.Module):
         n = x.shape[0]
         ctx.record(self.prefix + "shortcut", count(stream, n, sc.conv.in_channels, x.device),
                    count(None, n, sc.out_channels, x.device), None, None)
-        if ctx.skip and stream is not None:
-            idx = union_index(stream)
-            if idx is not None:
-                return sc.forward_sliced(x.index_select(1, idx), idx, None, None), None
+        if ctx.skip:
+            idx = union_index(stream) if stream is not None else None
+            return sc.forward_sliced(x.index_select(1, idx) if idx is not None else x, idx, None, None), None
         return sc(x), None
 
     def _branch_mask(self, x, stream, ctx: _Pass, run):
@@ -318,8 +317,8 @@ class GatedResNet(nn.Module):
         ctx.record("stem", count(None, n, stem.conv.in_channels, x.device),
                    count(gate.active if gate is not None and not ctx.parallel else None, n,
                          stem.out_channels, x.device), gate, None)
-        if ctx.skip and gate is not None and not ctx.parallel:
-            idx = union_index(gate.active)
+        if ctx.skip:
+            idx = union_index(gate.active) if gate is not None and not ctx.parallel else None
             h = stem.forward_sliced(x, None, idx, gate)
             if idx is not None:
                 h = h.new_zeros(n, stem.out_channels, *h.shape[2:]).index_copy(1, idx, h)

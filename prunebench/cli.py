@@ -16,10 +16,9 @@ import torch
 from .api import RunContext, UserError, get_method, registered_methods
 from .backbones import build_backbone
 from .config import load_config, provenance
-from .data import DatasetError, load_dataset
+from .data import DatasetError, Normalizer, load_dataset
 from .io import save_torch, write_json, write_parquet
-from .train import TrainSpec, accuracy, fit, remove_checkpoint, set_seed
-from .data import Normalizer
+from .train import TrainSpec, accuracy, fit, set_seed
 
 
 def _dataset(cfg):
@@ -76,7 +75,7 @@ def cmd_pretrain(args):
     save_torch({"model": net, "meta": meta}, out)
     if args.metrics:
         write_json(metrics, args.metrics)
-    remove_checkpoint(run, f"{out.name}.pretrain")
+    run.remove_checkpoints()
     print(f"test accuracy {metrics['test_accuracy']:.4f} in {metrics['train_seconds'] / 60:.1f} min -> {out}")
 
 
@@ -94,6 +93,7 @@ def cmd_train(args):
     net.to("cpu", memory_format=torch.contiguous_format).eval()
     save_torch({"model": net, "meta": {"kind": "method", "method": method.name, "budget": budget, "hp": hp,
                                       "backbone": meta.get("backbone"), **provenance(cfg, args.seed)}}, out)
+    run.remove_checkpoints()
     print(f"{method.name} at {method.knob}={budget} -> {out}")
 
 

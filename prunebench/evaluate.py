@@ -30,7 +30,8 @@ def evaluate(net: GatedResNet, data: Dataset, run: RunContext, *, split: str = "
     net.to(device).eval()
     accountant = accountant or Accountant(net, (data.in_channels, *data.image_size))
     ctrl = controller_macs(net, (data.in_channels, *data.image_size))
-    normalize = Normalizer(data.mean, data.std, device)
+    net.to(memory_format=torch.channels_last)
+    normalize = Normalizer(data.mean, data.std, device, torch.channels_last)
     x_all, y_all = data.split(split)
     preds, trace = [], None
     for idx in batch_indices(len(y_all), batch_size, shuffle=False):
@@ -86,8 +87,8 @@ def latency(net: GatedResNet, data: Dataset, run: RunContext, *, batch_sizes=(1,
             repeats: int = 30) -> dict:
     """Median wall-clock time of skip-mode forwards on test images, beside the dense backbone's."""
     device = torch.device(run.device)
-    net.to(device).eval()
-    normalize = Normalizer(data.mean, data.std, device)
+    net.to(device, memory_format=torch.channels_last).eval()
+    normalize = Normalizer(data.mean, data.std, device, torch.channels_last)
     x_test = data.test_x
     result = {"device": _device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "warmup": warmup, "repeats": repeats, "batches": {}}

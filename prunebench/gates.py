@@ -105,18 +105,13 @@ class ConvUnit(nn.Module):
 
     def forward_sliced(self, x: torch.Tensor, in_idx: torch.Tensor | None, out_idx: torch.Tensor | None,
                        gate: ChannelGate | None) -> torch.Tensor:
-        """Skip mode: x holds only channels `in_idx`; compute only output channels `out_idx`."""
-        weight = self.conv.weight
-        if out_idx is not None:
-            weight = weight.index_select(0, out_idx)
-        if in_idx is not None:
-            weight = weight.index_select(1, in_idx)
-        bias = self.conv.bias
-        if bias is not None and out_idx is not None:
-            bias = bias.index_select(0, out_idx)
+        """Skip mode: x holds only channels `in_idx`; compute only output channels `out_idx`.
+
+        Inference only: BN is folded into the sliced conv, and the folded slices are cached, so a
+        static mask costs one conv per unit, like a physically smaller network.
+        """
+        weight, bias = self._folded(in_idx, out_idx)
         h = F.conv2d(x, weight, bias, self.conv.stride, self.conv.padding, self.conv.dilation)
-        if self.norm is not None:
-            h = batch_norm_eval(self.norm, h, out_idx)
         if gate is not None:
             scale, shift = gate.scale, gate.shift
             if out_idx is not None:
@@ -126,6 +121,40 @@ class ConvUnit(nn.Module):
             if shift is not None:
                 h = h + shift[:, :, None, None]
         return F.relu(h) if self.relu else h
+
+    def _folded(self, in_idx, out_idx):
+        tensors = [p for p in (*self.conv.parameters(), *(self.norm.parameters() if self.norm else ()),
+                               *(self.norm.buffers() if self.norm else ()))]
+        # _version changes on every in-place update (optimizer steps, load_state_dict).
+        key = (_index_key(in_idx), _index_key(out_idx), tuple(t._version for t in tensors),
+               self.conv.weight.device, self.conv.weight.dtype)
+        cache = self.__dict__.setdefault("_fold_cache", {})
+        if key not in cache:
+            weight, bias = self.conv.weight.detach(), self.conv.bias
+            bias = bias.detach() if bias is not None else None
+            if out_idx is not None:
+                weight = weight.index_select(0, out_idx)
+                bias = bias.index_select(0, out_idx) if bias is not None else None
+            if in_idx is not None:
+                weight = weight.index_select(1, in_idx)
+            if self.norm is not None:
+                n = self.norm
+                pick = (lambda t: t.detach().index_select(0, out_idx) if out_idx is not None else t.detach())
+                inv_std = torch.rsqrt(pick(n.running_var) + n.eps)
+                gamma = pick(n.weight) if n.weight is not None else torch.ones_like(inv_std)
+                beta = pick(n.bias) if n.bias is not None else torch.zeros_like(inv_std)
+                mult = gamma * inv_std
+                bias = beta + ((bias if bias is not None else 0) - pick(n.running_mean)) * mult
+                weight = weight * mult.view(-1, 1, 1, 1)
+            if len(cache) >= 64:  # dynamic gates make many keys: keep the cache bounded
+                cache.pop(next(iter(cache)))
+            # channels_last: oneDNN's fast path on CPU (several times faster at these sizes)
+            cache[key] = (weight.contiguous(memory_format=torch.channels_last), bias)
+        return cache[key]
+
+
+def _index_key(idx: torch.Tensor | None):
+    return None if idx is None else idx.cpu().numpy().tobytes()
 
 
 def batch_norm_eval(norm: nn.BatchNorm2d, h: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:

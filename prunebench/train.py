@@ -50,7 +50,7 @@ class TrainSpec:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; accepted: {', '.join(sorted(names))}")
+            raise UserError(f"unknown config key '{where}.{unknown[0]}'; accepted: {', '.join(sorted(names))}")
         spec = cls(**d)
         if spec.optimizer not in OPTIMIZERS:
             raise UserError(f"{where}.optimizer must be one of {OPTIMIZERS}, not {spec.optimizer!r}")
@@ -203,9 +203,3 @@ def accuracy(net: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, normalize: 
         correct += int((net(normalize(x_uint8[idx])).argmax(1).cpu() == y[idx]).sum())
     net.train(was_training)
     return correct / max(len(y), 1)
-
-
-def remove_checkpoint(run: RunContext, name: str) -> None:
-    path = run.checkpoint(name)
-    if path is not None:
-        Path(path).unlink(missing_ok=True)

@@ -22,7 +22,7 @@ def test_schedules():
 
 
 def test_spec_rejects_unknown_keys_and_values():
-    with pytest.raises(UserError, match="unknown key.*epoch.*accepted"):
+    with pytest.raises(UserError, match="unknown config key 'pretrain.epoch'; accepted"):
         TrainSpec.from_dict({"epoch": 3}, "pretrain")
     with pytest.raises(UserError, match="pretrain.schedule"):
         TrainSpec.from_dict({"schedule": "linear"}, "pretrain")
