@@ -31,8 +31,8 @@ class Dense(Method):
 class RandomBlockPolicy(GatePolicy):
     """Keeps exactly `blocks` residual blocks per sample, chosen uniformly at random.
 
-    The draw is seeded from the input itself, so the same image gets the same blocks in mask and
-    skip mode and on every run, while different images get independent draws.
+    The draw is a hash of the image content and the seed, so the same image gets the same blocks
+    in mask and skip mode and on every run, while different images get independent draws.
     """
 
     gates_blocks = True
@@ -43,18 +43,22 @@ class RandomBlockPolicy(GatePolicy):
         self.keep = None
 
     def begin(self, x):
-        n = x.shape[0]
-        # Per-sample seeds from the image content (float64 sums are exact enough to be stable).
-        content = x.detach().double().flatten(1).mul(1e3).round().sum(1).cpu()
-        scores = torch.empty(n, self.num_blocks)
-        for i in range(n):
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + int(content[i])) % 2**62)
-            scores[i] = torch.rand(self.num_blocks, generator=g)
+        content = x.detach().double().flatten(1).mul(1e3).round().sum(1).cpu().to(torch.int64)
+        keys = (content * 1_000_003 + self.seed)[:, None] * 1_000_033 + torch.arange(self.num_blocks)
+        scores = _splitmix64(keys)
         top = scores.topk(self.blocks, dim=1).indices
-        self.keep = torch.zeros(n, self.num_blocks).scatter_(1, top, 1.0).to(x.device)
+        self.keep = torch.zeros(x.shape[0], self.num_blocks).scatter_(1, top, 1.0).to(x.device)
 
     def block_gate(self, index, pooled):
         return self.keep[:, index]
+
+
+def _splitmix64(z: torch.Tensor) -> torch.Tensor:
+    """SplitMix64 finaliser on int64 tensors (wrapping arithmetic; logical shifts by masking)."""
+    z = z * -7046029254386353131  # 0x9E3779B97F4A7C15, the golden-ratio increment
+    z = (z ^ ((z >> 30) & ((1 << 34) - 1))) * -4658895280553007687  # 0xBF58476D1CE4E5B9
+    z = (z ^ ((z >> 27) & ((1 << 37) - 1))) * -7723592293110705685  # 0x94D049BB133111EB
+    return z ^ ((z >> 31) & ((1 << 33) - 1))
 
 
 class RandomDrop(Method):

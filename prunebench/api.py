@@ -89,7 +89,11 @@ class Method:
         if not low <= value <= high:
             raise UserError(f"{self.name}: budget {value:g} is out of range; its knob '{self.knob}' "
                             f"accepts values in [{low:g}, {high:g}] on this backbone")
-        return int(value) if self.knob == "blocks" else value
+        if self.knob == "blocks":
+            if value != int(value):
+                raise UserError(f"{self.name}: budget {value:g} is not a whole number of blocks")
+            return int(value)
+        return value
 
     def resolve_hp(self, hp: dict | None) -> dict:
         """Defaults merged with `hp`; unknown keys and wrongly typed values are errors."""

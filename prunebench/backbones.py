@@ -56,7 +56,7 @@ class PadShortcut(nn.Module):
 
     def forward(self, x):
         if self.stride > 1:
-            x = F.avg_pool2d(x, self.stride)
+            x = F.avg_pool2d(x, self.stride, ceil_mode=True)  # matches the strided conv on odd sizes
         return F.pad(x, (0, 0, 0, 0, 0, self.extra)) if self.extra else x
 
     def mask(self, stream):
@@ -98,8 +98,8 @@ class ResidualBlock(nn.Module):
                                    else torch.ones(x.shape[0], device=x.device))
         shortcut_out, shortcut_mask = self._shortcut(x, stream, ctx, run)
         if ctx.skip:
-            branch, branch_mask = self._branch_skip(x, stream, ctx, block_gate, run)
-            out = shortcut_out + branch if branch is not None else shortcut_out
+            branch, rows, channels, branch_mask = self._branch_skip(x, stream, ctx, block_gate, run)
+            out = _add_branch(shortcut_out, branch, rows, channels)
         else:
             branch, branch_mask = self._branch_mask(x, stream, ctx, run)
             if block_gate is not None:
@@ -143,7 +143,9 @@ class ResidualBlock(nn.Module):
         in_mask = self._in_mask(stream)
         for k, name in enumerate(self.unit_names):
             unit, full = getattr(self, name), self.prefix + name
-            gate = ctx.channel_gate(full, lambda: h.mean((2, 3)))
+            # A row whose block is skipped shows the policy a zero input, exactly as in skip mode.
+            hides_rows = run is not None and k >= (1 if ctx.parallel else 0)
+            gate = ctx.channel_gate(full, lambda: h.mean((2, 3)) * run[:, None] if hides_rows else h.mean((2, 3)))
             if ctx.trace is not None:
                 n = h.shape[0]
                 n_out = (count(gate.active, n, 0, h.device) if gate is not None and not ctx.parallel
@@ -157,7 +159,7 @@ class ResidualBlock(nn.Module):
     def _branch_skip(self, x, stream, ctx: _Pass, block_gate, run):
         """Run only the rows whose block gate is open and only the channels some row keeps."""
         n = x.shape[0]
-        rows = None if run is None else run.nonzero().flatten()
+        rows = None if run is None or bool(run.all()) else run.nonzero().flatten()
         # LC-Net's parallel mode computes the first conv for every sample before the decision.
         select_after = 1 if ctx.parallel else 0
         in_mask = self._in_mask(stream)
@@ -169,7 +171,7 @@ class ResidualBlock(nn.Module):
         for k, name in enumerate(self.unit_names):
             if k == select_after and rows is not None:
                 if len(rows) == 0:
-                    return self._no_rows_left(k, n, x, stream, ctx, run)
+                    return None, None, None, self._no_rows_left(k, n, x, stream, ctx, run)
                 cur_rows = rows
                 h = h.index_select(0, rows)
             unit, full = getattr(self, name), self.prefix + name
@@ -194,13 +196,8 @@ class ResidualBlock(nn.Module):
             h = unit.forward_sliced(h, in_idx, out_idx, gate_rows)
             in_idx, in_mask = out_idx, (gate.active if gate is not None else None)
         if block_gate is not None:
-            h = h * block_gate.index_select(0, rows).view(-1, 1, 1, 1)
-        if in_idx is not None:  # back to full width: channels nobody computed are zero
-            full_h = h.new_zeros(h.shape[0], self.out_channels, *h.shape[2:])
-            h = full_h.index_copy(1, in_idx, h)
-        if rows is not None:
-            h = h.new_zeros(n, *h.shape[1:]).index_copy(0, rows, h)
-        return h, in_mask
+            h = h * (block_gate if rows is None else block_gate.index_select(0, rows)).view(-1, 1, 1, 1)
+        return h, rows, in_idx, in_mask
 
 
     def _no_rows_left(self, k, n, x, stream, ctx: _Pass, run):
@@ -211,7 +208,21 @@ class ResidualBlock(nn.Module):
             gate = ctx.channel_gate(full, lambda: x.new_zeros(n, unit.conv.in_channels))
             zeros = torch.zeros(n, device=x.device)
             ctx.record(full, zeros, zeros, gate, run)
-        return None, torch.zeros(n, self.out_channels, dtype=torch.bool, device=x.device)
+        return torch.zeros(n, self.out_channels, dtype=torch.bool, device=x.device)
+
+
+def _add_branch(out, branch, rows, channels):
+    """out + branch, where branch holds only `rows` and `channels` of out (None: all; branch None:
+    nothing ran). One scatter per sliced dimension: measured cheaper than building a full copy."""
+    if branch is None:
+        return out
+    if channels is not None:
+        if rows is None:
+            return out.index_add(1, channels, branch)
+        branch = branch.new_zeros(branch.shape[0], out.shape[1], *branch.shape[2:]).index_add_(1, channels, branch)
+    if rows is not None:
+        branch = branch.new_zeros(out.shape[0], *branch.shape[1:]).index_copy_(0, rows, branch)
+    return out + branch
 
 
 def batch_norm_relu_eval(norm, x):

@@ -15,7 +15,7 @@ import torch
 
 from .api import RunContext, UserError, get_method, registered_methods
 from .backbones import build_backbone
-from .config import load_config, provenance
+from .config import backbone_spec, load_config, provenance
 from .data import DatasetError, Normalizer, load_dataset
 from .io import save_torch, write_json, write_parquet
 from .train import TrainSpec, accuracy, fit, set_seed
@@ -27,9 +27,9 @@ def _dataset(cfg):
 
 
 def _run_context(args, out: Path) -> RunContext:
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from .devices import pick_device
+
+    device = pick_device(args.device)
     return RunContext(seed=args.seed, device=device, out_dir=out.parent, progress=args.progress or None)
 
 
@@ -59,7 +59,7 @@ def cmd_pretrain(args):
     out = Path(args.out)
     run = _run_context(args, out)
     set_seed(args.seed)
-    b = cfg["backbone"]
+    b = backbone_spec(cfg, args.backbone)
     net = build_backbone(b["name"], data.num_classes, data.in_channels, shortcut=b["shortcut"], width=b["width"])
     spec = TrainSpec.from_dict(cfg["pretrain"], "pretrain")
     history = fit(net, data, spec, run, name=f"{out.name}.pretrain")
@@ -109,14 +109,19 @@ def _trained(args):
     return net, method, budget, meta
 
 
+def _result_keys(cfg, method, budget, meta) -> dict:
+    """What identifies a result row (the table's keys besides the seed)."""
+    return {"dataset": cfg["data"]["name"], "backbone": meta["backbone"]["name"], "method": method.name,
+            "knob": method.knob, "train_budget": meta.get("budget", 1.0), "eval_budget": budget}
+
+
 def cmd_evaluate(args):
     cfg = load_config(args.config)
     net, method, budget, meta = _trained(args)
     data = _dataset(cfg)
     run = _run_context(args, Path(args.summary))
     result = method.evaluate(net, data, budget, run, batch_size=cfg["evaluate"]["batch_size"])
-    summary = {**result.summary, "method": method.name, "knob": method.knob, "eval_budget": budget,
-               "train_budget": meta.get("budget", 1.0), **provenance(cfg, args.seed)}
+    summary = {**result.summary, **_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed)}
     if args.records:
         write_parquet(result.records, args.records)
     write_json(summary, args.summary)
@@ -131,15 +136,40 @@ def cmd_latency(args):
     net, method, budget, meta = _trained(args)
     method.configure(net, budget)
     data = _dataset(cfg)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     lat = cfg["latency"]
     result = latency(net, data, _run_context(args, Path(args.out)), batch_sizes=lat["batch_sizes"],
                      warmup=lat["warmup"], repeats=lat["repeats"])
-    result.update(method=method.name, eval_budget=budget, **provenance(cfg, args.seed))
+    result.update(**_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed))
     write_json(result, args.out)
     for bs, row in result["batches"].items():
         print(f"batch {bs}: {row['model_ms']:.2f} ms (dense {row['dense_ms']:.2f} ms, x{row['speedup']:.2f})")
+
+
+def cmd_gather(args):
+    from .tables import summary_table, write_tables
+
+    table = summary_table(args.evals, args.latency or ())
+    if table.empty:
+        raise UserError("gather: no evaluation summaries given")
+    write_tables(table, args.out_dir)
+    print(f"{len(table)} rows -> {args.out_dir}")
+
+
+def cmd_plot(args):
+    import pandas as pd
+
+    from . import plots
+    from .tables import budget_str, run_dir
+
+    summary = pd.read_csv(args.summary)
+    out = Path(args.out_dir)
+    plots.accuracy_vs_macs(summary, out / "accuracy_vs_macs.png")
+    plots.latency_vs_macs(summary, out / "latency_vs_macs.png")
+    records = plots.mid_budget_records(summary, lambda r: run_dir(args.results_root, r["dataset"], r["backbone"], r["seed"],
+                                                                  r["method"], r["train_budget"])
+                                       / "eval" / f"{budget_str(r['eval_budget'])}.parquet")
+    plots.macs_histograms(records, out / "macs_histograms.png")
+    print(f"figures -> {out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,10 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
             p.add_argument("--progress", action="store_true", help="progress bar even when not a terminal")
+            p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
         return p
 
     verb("methods", cmd_methods, "list registered methods and their budget knobs")
     p = verb("pretrain", cmd_pretrain, "train the dense backbone")
+    p.add_argument("--backbone", help="one of the config's backbone.names (default: its only one)")
     p.add_argument("--out", required=True, help="model file to write")
     p.add_argument("--metrics", help="JSON with accuracy, history and provenance")
     p = verb("train", cmd_train, "train one method at one budget from a pretrained backbone")
@@ -176,7 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--summary", required=True, help="JSON summary")
         else:
             p.add_argument("--out", required=True, help="JSON result")
-            p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    p = sub.add_parser("gather", help="summary and Pareto tables from evaluation and latency JSONs")
+    p.set_defaults(func=cmd_gather)
+    p.add_argument("--evals", nargs="+", required=True)
+    p.add_argument("--latency", nargs="*")
+    p.add_argument("--out-dir", required=True)
+    p = sub.add_parser("plot", help="figures from the summary table and per-sample records")
+    p.set_defaults(func=cmd_plot)
+    p.add_argument("--summary", required=True)
+    p.add_argument("--results-root", required=True, help="root of the per-run folders (for the records)")
+    p.add_argument("--out-dir", required=True)
     return parser
 
 
@@ -184,6 +225,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr)
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
     try:
         args.func(args)
     except (UserError, DatasetError) as err:

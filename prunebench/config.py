@@ -18,7 +18,8 @@ from .train import TrainSpec
 
 DEFAULTS = {
     "data": {"name": "fashion_mnist", "path": None, "val_size": 5000, "download": True, "synthetic": {}},
-    "backbone": {"name": "resnet20", "shortcut": "pad", "width": 16},
+    "backbone": {"names": ["resnet20"], "shortcut": "pad", "width": 16},
+    "seeds": [0],
     "pretrain": {},
     "methods": {},
     "evaluate": {"batch_size": 256},
@@ -55,16 +56,22 @@ def _merge(defaults: dict, given: dict, where: str) -> dict:
 
 def validate(raw: dict) -> dict:
     """Defaults filled in; every key and value checked; method names checked against the registry."""
-    cfg = _merge(DEFAULTS, raw, "")
+    cfg = _merge(DEFAULTS, copy.deepcopy(raw), "")
     if cfg["data"]["name"] not in DATASET_NAMES:
         raise UserError(f"config key 'data.name': unknown dataset {cfg['data']['name']!r}; "
                         f"choose one of {', '.join(DATASET_NAMES)}")
     TrainSpec.from_dict(cfg["pretrain"], "pretrain")
+    names = cfg["backbone"]["names"]
+    if not isinstance(names, list) or not names:
+        raise UserError("config key 'backbone.names' must be a non-empty list, e.g. [resnet20]")
     try:
-        backbone = build_backbone(cfg["backbone"]["name"], 2, 1, shortcut=cfg["backbone"]["shortcut"],
-                                  width=cfg["backbone"]["width"])
+        backbones = [build_backbone(n, 2, 1, shortcut=cfg["backbone"]["shortcut"], width=cfg["backbone"]["width"])
+                     for n in names]
     except ValueError as err:
         raise UserError(f"config key 'backbone': {err}") from None
+    seeds = cfg["seeds"]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) and x >= 0 for x in seeds):
+        raise UserError("config key 'seeds' must be a non-empty list of non-negative integers")
     for name, entry in (cfg["methods"] or {}).items():
         if name not in registered_methods():
             get_method(name)  # raises the error listing the registered methods
@@ -79,12 +86,26 @@ def validate(raw: dict) -> dict:
             budgets = entry.get(key) or []
             if not isinstance(budgets, list):
                 raise UserError(f"config key 'methods.{name}.{key}' must be a list")
-            entry[key] = [method.check_budget(backbone, b) for b in budgets]
+            for backbone in backbones:
+                checked = [method.check_budget(backbone, b) for b in budgets]
+            entry[key] = checked
         if entry["eval_budgets"] and not method.test_time_knob:
             raise UserError(f"config key 'methods.{name}.eval_budgets': {name}'s knob is set at train time; "
                             f"list its budgets under train_budgets")
         cfg["methods"][name] = entry
     return cfg
+
+
+def backbone_spec(cfg: dict, name: str | None = None) -> dict:
+    """The backbone named `name` (default: the config's only one) with the shared options."""
+    names = cfg["backbone"]["names"]
+    if name is None:
+        if len(names) > 1:
+            raise UserError(f"the config lists several backbones ({', '.join(names)}): pick one with --backbone")
+        name = names[0]
+    if name not in names:
+        raise UserError(f"backbone {name!r} is not in the config's backbone.names ({', '.join(names)})")
+    return {"name": name, "shortcut": cfg["backbone"]["shortcut"], "width": cfg["backbone"]["width"]}
 
 
 def config_hash(cfg: dict, *sections: str) -> str:

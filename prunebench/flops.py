@@ -97,8 +97,15 @@ class Accountant:
 
 
 def controller_macs(net: GatedResNet, image_shape: tuple[int, int, int]) -> float:
-    """Per-sample MACs of the policy's own modules (policy nets, gate FCs), measured by fvcore."""
-    if net.policy is None or not list(net.policy.children()):
+    """Per-sample MACs of the policy (policy nets, gate FCs, ops written in its hooks): fvcore's
+    total with the policy minus without it. Mask mode runs the whole backbone either way."""
+    if net.policy is None:
         return 0.0
     example = torch.zeros(1, *image_shape, device=next(net.parameters()).device)
-    return macs_by_module(net, example).get("policy", 0.0)
+    with_policy = macs_by_module(net, example)[""]
+    policy, net.policy = net.policy, None
+    try:
+        without = macs_by_module(net, example)[""]
+    finally:
+        net.policy = policy
+    return max(with_policy - without, 0.0)

@@ -92,6 +92,15 @@ class ConvUnit(nn.Module):
     def out_channels(self) -> int:
         return self.conv.out_channels
 
+    def train(self, mode: bool = True):
+        self.__dict__.pop("_fold_cache", None)
+        return super().train(mode)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_fold_cache", None)
+        return state
+
     def forward(self, x: torch.Tensor, gate: ChannelGate | None = None) -> torch.Tensor:
         """Mask mode: compute every channel, then multiply by the gate (differentiable)."""
         h = self.conv(x)
@@ -123,11 +132,15 @@ class ConvUnit(nn.Module):
         return F.relu(h) if self.relu else h
 
     def _folded(self, in_idx, out_idx):
-        tensors = [p for p in (*self.conv.parameters(), *(self.norm.parameters() if self.norm else ()),
-                               *(self.norm.buffers() if self.norm else ()))]
-        # _version changes on every in-place update (optimizer steps, load_state_dict).
-        key = (_index_key(in_idx), _index_key(out_idx), tuple(t._version for t in tensors),
-               self.conv.weight.device, self.conv.weight.dtype)
+        conv, norm = self.conv, self.norm
+        tensors = (conv.weight, conv.bias) + ((norm.weight, norm.bias, norm.running_mean, norm.running_var)
+                                              if norm is not None else ())
+        # _version changes on every in-place update (optimizer steps, load_state_dict); id() on replacement.
+        # Cleared by train()/eval() and never copied or pickled (see below), so in-place edits
+        # through .data (which bump no version) are picked up at the next eval().
+        key = (_index_key(in_idx), _index_key(out_idx),
+               tuple((id(t), t.data_ptr(), t._version) for t in tensors if t is not None),
+               conv.weight.device, conv.weight.dtype)
         cache = self.__dict__.setdefault("_fold_cache", {})
         if key not in cache:
             weight, bias = self.conv.weight.detach(), self.conv.bias
@@ -167,7 +180,11 @@ def batch_norm_eval(norm: nn.BatchNorm2d, h: torch.Tensor, idx: torch.Tensor | N
 def union_index(active: torch.Tensor) -> torch.Tensor | None:
     """Channels active for any sample of a (N, C) mask; None when all are (no slicing needed)."""
     any_active = active.any(0)
-    return None if bool(any_active.all()) else any_active.nonzero().flatten()
+    if bool(any_active.all()):
+        return None
+    idx = any_active.nonzero().flatten()
+    # A unit no sample keeps still computes one (gated-to-zero) channel: convs need >= 1 channel.
+    return idx if len(idx) else idx.new_zeros(1)
 
 
 def count(mask: torch.Tensor | None, n: int, width: int, device) -> torch.Tensor:

@@ -40,7 +40,7 @@ def _slice_conv(conv: nn.Conv2d, out_idx=None, in_idx=None) -> nn.Conv2d:
     if in_idx is not None:
         w = w[:, in_idx]
     new = nn.Conv2d(w.shape[1], w.shape[0], conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-                    bias=conv.bias is not None)
+                    bias=conv.bias is not None).to(w.device, w.dtype)
     new.weight.data.copy_(w)
     if conv.bias is not None:
         new.bias.data.copy_(conv.bias.detach()[out_idx] if out_idx is not None else conv.bias.detach())
@@ -48,7 +48,7 @@ def _slice_conv(conv: nn.Conv2d, out_idx=None, in_idx=None) -> nn.Conv2d:
 
 
 def _slice_norm(norm: nn.BatchNorm2d, idx) -> nn.BatchNorm2d:
-    new = nn.BatchNorm2d(len(idx), eps=norm.eps, momentum=norm.momentum, affine=norm.affine)
+    new = nn.BatchNorm2d(len(idx), eps=norm.eps, momentum=norm.momentum, affine=norm.affine).to(norm.running_mean.device)
     for name in ("weight", "bias"):
         if getattr(norm, name) is not None:
             getattr(new, name).data.copy_(getattr(norm, name).detach()[idx])

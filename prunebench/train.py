@@ -6,7 +6,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -67,6 +67,20 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def _rng_states() -> dict:
+    """Every generator a method may draw from, so that a resumed run continues the same stream."""
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"].cpu())
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    if states["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
 
 
 def lr_factor(spec: TrainSpec, step: int, total: int) -> float:
@@ -134,13 +148,17 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
     total_steps = steps_per_epoch * spec.epochs
     history, start_epoch = [], 0
     ckpt_path = run.checkpoint(name)
+    settings = {"spec": asdict(spec), "seed": run.seed, "data": data.name, "n_train": n}
     if ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
-        history, start_epoch = state["history"], state["epoch"] + 1
-        run.log.info("%s: resuming after epoch %d from %s", name, state["epoch"] + 1, ckpt_path)
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if state.get("settings") != settings:  # a checkpoint of other settings is not this job's
+            run.log.warning("%s: ignoring %s, written with other settings", name, ckpt_path)
+        else:
+            net.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            _set_rng_states(state["rng"])
+            history, start_epoch = state["history"], state["epoch"] + 1
+            run.log.info("%s: resuming after epoch %d from %s", name, state["epoch"] + 1, ckpt_path)
     model = _maybe_compile(net, spec, total_steps - start_epoch * steps_per_epoch, run)
     model_for_loss = model if model_for_loss is None else model_for_loss
     show = run.progress if run.progress is not None else sys.stderr.isatty()
@@ -187,7 +205,7 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
                      spec.epochs, history[-1]["train_loss"], history[-1]["train_acc"], val_acc, seen / seconds)
         if ckpt_path is not None:
             save_torch(dict(epoch=epoch, model=net.state_dict(), optimizer=optimizer.state_dict(),
-                            rng=torch.get_rng_state(), history=history), ckpt_path)
+                            rng=_rng_states(), history=history, settings=settings), ckpt_path)
     net.eval()
     return history
 

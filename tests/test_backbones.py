@@ -107,3 +107,21 @@ def test_backbone_names_and_errors():
         build_backbone("resnet21", 10, 3)
     with pytest.raises(ValueError, match="unknown backbone"):
         build_backbone("vgg16", 10, 3)
+
+
+def test_a_unit_no_sample_keeps_runs_in_skip_mode():
+    net = build_backbone("resnet8", 10, 3).eval()
+    randomize_bn(net)
+
+    class Off(GatePolicy):
+        gated_units = frozenset({"blocks.0.conv1", "blocks.1.conv2"})
+
+        def channel_gate(self, unit, pooled):
+            return ChannelGate(torch.zeros(pooled.shape[0], net.unit(unit).out_channels))
+
+    net.policy = Off()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        (a, ta), (b, tb) = net.run(x, "mask"), net.run(x, "skip")
+    assert torch.allclose(a, b, atol=1e-5)
+    assert ta.active_out["blocks.0.conv1"].tolist() == [0, 0, 0] == ta.active_in["blocks.0.conv2"].tolist()

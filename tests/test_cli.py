@@ -8,7 +8,7 @@ from prunebench.cli import main
 
 SMOKE = {"data": {"name": "synthetic", "val_size": 32,
                   "synthetic": {"n_train": 256, "n_test": 64, "num_classes": 4, "size": 16}},
-         "backbone": {"name": "resnet8", "width": 8},
+         "backbone": {"names": ["resnet8"], "width": 8},
          "pretrain": {"epochs": 1, "batch_size": 64, "lr": 0.05},
          "methods": {"uniform_width": {"train_budgets": [0.5], "hp": {"finetune": {"epochs": 1, "batch_size": 64}}}},
          "evaluate": {"batch_size": 32},
@@ -65,3 +65,28 @@ def test_errors_are_one_line(workdir, capsys):
     bad.write_text(yaml.safe_dump({**SMOKE, "pretrain": {"epochz": 1}}))
     code = main(["pretrain", "--config", str(bad), "--out", str(workdir / "x.pt")])
     assert code == 2 and "pretrain.epochz" in capsys.readouterr().err
+
+
+def test_killed_pretraining_resumes_from_its_checkpoint(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = {**SMOKE, "pretrain": {"epochs": 40, "batch_size": 64, "lr": 0.05, "compile": "off"}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "pre" / "model.pt"
+    cmd = [sys.executable, "-m", "prunebench.cli", "pretrain", "--config", str(tmp_path / "cfg.yaml"),
+           "--threads", "1", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ckpt = tmp_path / "pre" / "model.pt.pretrain.ckpt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists() and not out.exists(), "killed before finishing: a checkpoint, no output"
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming after epoch" in done.stderr
+    assert out.exists() and not ckpt.exists()

@@ -1,0 +1,75 @@
+"""Figures from the summary table and per-sample records (seaborn, written atomically as PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .io import atomic_path  # noqa: E402
+
+
+def _save(fig, path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def accuracy_vs_macs(summary: pd.DataFrame, path) -> None:
+    """Accuracy against MACs as a fraction of dense, one curve per method, 95 % CI band over seeds."""
+    panels = summary.groupby(["dataset", "backbone"])
+    fig, axes = plt.subplots(1, panels.ngroups, figsize=(6 * panels.ngroups, 4.5), squeeze=False)
+    for ax, ((dataset, backbone), g) in zip(axes[0], panels):
+        g = g.assign(point=g["train_budget"].astype(str) + "/" + g["eval_budget"].astype(str))
+        # one x per (budget point): the seed mean of measured MACs, so seeds share an x
+        g["macs_frac_mean"] = g.groupby(["method", "point"])["macs_frac"].transform("mean")
+        sns.lineplot(data=g.sort_values("macs_frac_mean"), x="macs_frac_mean", y="accuracy", hue="method",
+                     style="method", markers=True, dashes=False, errorbar=("ci", 95), ax=ax, sort=True)
+        ax.set(title=f"{dataset} / {backbone}", xlabel="MACs (fraction of dense)", ylabel="test accuracy")
+        ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def latency_vs_macs(summary: pd.DataFrame, path, batch: int = 1) -> None:
+    """Realized latency speedup against MACs speedup, one point per method x budget; diagonal drawn."""
+    col = f"speedup_b{batch}"
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    data = summary.dropna(subset=[col]) if col in summary else summary.iloc[:0]
+    if len(data):
+        sns.scatterplot(data=data, x="macs_speedup", y=col, hue="method", style="method", s=60, ax=ax)
+        top = max(data["macs_speedup"].max(), data[col].max()) * 1.05
+        ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1, label="MACs = latency")
+        ax.set(xlim=(0, top), ylim=(0, top))
+    ax.set(xlabel="MACs speedup (dense / method)", ylabel=f"latency speedup, batch {batch}",
+           title="Do saved MACs turn into time?")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def macs_histograms(records: dict[str, pd.DataFrame], path) -> None:
+    """Per-sample MACs histogram per method (each at its mid budget)."""
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    frame = pd.concat([r.assign(method=m) for m, r in records.items()], ignore_index=True)
+    if len(frame):
+        sns.histplot(data=frame, x=frame["macs"] / 1e6, hue="method", element="step", stat="density",
+                     common_norm=False, ax=ax)
+    ax.set(xlabel="per-sample MACs (millions)", title="Per-sample cost at a mid budget")
+    _save(fig, path)
+
+
+def mid_budget_records(summary: pd.DataFrame, records_path) -> dict[str, pd.DataFrame]:
+    """For each method, the records of its median-MACs evaluation (first dataset/backbone/seed)."""
+    out = {}
+    first = summary.iloc[0] if len(summary) else None
+    for method, g in summary.groupby("method"):
+        g = g[(g["dataset"] == first["dataset"]) & (g["backbone"] == first["backbone"]) & (g["seed"] == g["seed"].min())]
+        if g.empty:
+            continue
+        row = g.sort_values("macs_frac").iloc[(len(g) - 1) // 2]
+        out[method] = pd.read_parquet(records_path(row))
+    return out

@@ -1,0 +1,108 @@
+"""Tidy result tables from evaluation and latency JSONs: summary (CSV, Markdown, LaTeX) and Pareto."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path
+
+KEYS = ["dataset", "backbone", "method", "train_budget", "eval_budget", "seed"]
+PARETO_FRACS = (0.25, 0.5, 0.75)
+
+
+def budget_str(budget) -> str:
+    """A budget as it appears in result paths: 9, 0.5, 1 (never 9.0)."""
+    return f"{float(budget):g}"
+
+
+def run_dir(root, dataset, backbone, seed, method, train_budget) -> Path:
+    """Folder of one trained model and its evaluations (the workflow's layout)."""
+    return Path(root) / dataset / backbone / f"seed{int(seed)}" / method / budget_str(train_budget)
+
+
+def _read(path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def summary_table(eval_jsons, latency_jsons=()) -> pd.DataFrame:
+    """One row per dataset x backbone x method x train budget x eval budget x seed."""
+    rows = []
+    for path in eval_jsons:
+        s = _read(path)
+        row = {k: s.get(k) for k in KEYS}
+        row.update({k: s[k] for k in ("knob", "accuracy", "macs_mean", "macs_std", "macs_max", "macs_frac",
+                                      "controller_macs", "dense_macs", "blocks_mean", "blocks_max", "num_blocks", "n")})
+        row["macs_speedup"] = 1 / s["macs_frac"] if s["macs_frac"] > 0 else np.nan
+        row.update(config_hash=s["config_hash"], git_commit=s["git_commit"],
+                   versions=";".join(f"{k}={v}" for k, v in sorted(s["versions"].items())))
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=list(rows[0]) if rows else KEYS)
+    lat_rows = []
+    for path in latency_jsons:
+        s = _read(path)
+        row = {k: s.get(k) for k in KEYS}
+        for bs, r in s["batches"].items():
+            row[f"latency_b{bs}_ms"] = r["model_ms"]
+            row[f"dense_latency_b{bs}_ms"] = r["dense_ms"]
+            row[f"speedup_b{bs}"] = r["speedup"]
+        row["latency_threads"] = s["threads"]
+        row["latency_device"] = s["device"]
+        lat_rows.append(row)
+    if lat_rows and len(table):
+        table = table.merge(pd.DataFrame(lat_rows), on=KEYS, how="left")
+    return table.sort_values(KEYS, kind="stable").reset_index(drop=True)
+
+
+def pareto_table(summary: pd.DataFrame, fracs=PARETO_FRACS) -> pd.DataFrame:
+    """Accuracy at given fractions of dense MACs, interpolated on each method's frontier (seed means)."""
+    out = []
+    points = (summary.groupby(["dataset", "backbone", "method", "train_budget", "eval_budget"], dropna=False)
+              [["macs_frac", "accuracy"]].mean().reset_index())
+    for (dataset, backbone, method), g in points.groupby(["dataset", "backbone", "method"], dropna=False):
+        frontier = pareto_frontier(g["macs_frac"].to_numpy(), g["accuracy"].to_numpy())
+        row = {"dataset": dataset, "backbone": backbone, "method": method, "points": len(g)}
+        for f in fracs:
+            row[f"acc@{int(f * 100)}%"] = interpolate(frontier, f)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def pareto_frontier(cost: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """(cost, accuracy) points no cheaper point beats, sorted by cost."""
+    order = np.lexsort((-acc, cost))
+    best, keep = -np.inf, []
+    for i in order:
+        if acc[i] > best:
+            keep.append(i)
+            best = acc[i]
+    return np.stack([cost[keep], acc[keep]], 1) if keep else np.zeros((0, 2))
+
+
+def interpolate(frontier: np.ndarray, frac: float) -> float:
+    """Accuracy at `frac` along the frontier (a step down to the best cheaper point past its end)."""
+    if len(frontier) == 0 or frac < frontier[0, 0] - 1e-12:
+        return float("nan")
+    if frac >= frontier[-1, 0]:
+        return float(frontier[-1, 1])
+    return float(np.interp(frac, frontier[:, 0], frontier[:, 1]))
+
+
+def write_tables(summary: pd.DataFrame, out_dir) -> None:
+    """summary.csv/.md/.tex and pareto.csv/.md, each written atomically."""
+    out_dir = Path(out_dir)
+    pareto = pareto_table(summary)
+    short = summary[[c for c in [*KEYS, "accuracy", "macs_mean", "macs_frac", "blocks_mean", "latency_b1_ms",
+                                 "speedup_b1"] if c in summary]]
+    for frame, name in ((summary, "summary"), (pareto, "pareto")):
+        with atomic_path(out_dir / f"{name}.csv") as tmp:
+            frame.to_csv(tmp, index=False)
+    with atomic_path(out_dir / "summary.md") as tmp:
+        tmp.write_text(short.to_markdown(index=False, floatfmt=".4g") + "\n")
+    with atomic_path(out_dir / "summary.tex") as tmp:
+        tmp.write_text(short.to_latex(index=False, float_format="%.4g"))
+    with atomic_path(out_dir / "pareto.md") as tmp:
+        tmp.write_text(pareto.to_markdown(index=False, floatfmt=".4f") + "\n")

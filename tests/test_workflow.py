@@ -1,0 +1,118 @@
+"""The whole Snakemake DAG on the smoke config: tables, figures, report, incremental re-runs, notebook."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir, *args, config=None, check=True):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config or workdir / "smoke.yaml"), *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def planned_jobs(result) -> dict:
+    """Job counts from a dry run's 'Job stats' table."""
+    lines = result.stdout.splitlines()
+    if "Job stats:" not in lines:
+        return {}
+    counts = {}
+    for line in lines[lines.index("Job stats:") + 3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    counts.pop("total", None)
+    return counts
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("smoke")
+    shutil.copy(REPO / "config" / "smoke.yaml", workdir / "smoke.yaml")
+    start = time.perf_counter()
+    snakemake(workdir, "--cores", "2")
+    print(f"smoke DAG: {time.perf_counter() - start:.0f} s")
+    return workdir
+
+
+def test_summary_table_rows_and_columns(smoke):
+    cfg = yaml.safe_load((smoke / "smoke.yaml").read_text())
+    summary = pd.read_csv(smoke / "results/tables/summary.csv")
+    expected = sum(len(m.get("eval_budgets") or m["train_budgets"]) * len(m["train_budgets"])
+                   for m in cfg["methods"].values())
+    assert len(summary) == expected
+    assert set(summary["method"]) == set(cfg["methods"])
+    for column in ("dataset", "backbone", "method", "train_budget", "eval_budget", "seed", "accuracy", "macs_mean",
+                   "macs_std", "macs_max", "macs_frac", "controller_macs", "blocks_mean", "latency_b1_ms",
+                   "latency_b8_ms", "speedup_b1", "macs_speedup", "config_hash", "versions", "git_commit"):
+        assert column in summary, column
+    assert summary["accuracy"].between(0, 1).all() and (summary["macs_frac"] <= 1 + 1e-9).all()
+    dense = summary[summary["method"] == "dense"].iloc[0]
+    assert dense["macs_frac"] == pytest.approx(1.0)
+    pareto = pd.read_csv(smoke / "results/tables/pareto.csv")
+    assert {"acc@25%", "acc@50%", "acc@75%"} <= set(pareto) and set(pareto["method"]) == set(cfg["methods"])
+    for name in ("summary.md", "summary.tex", "pareto.md"):
+        assert (smoke / "results/tables" / name).stat().st_size > 0
+    for figure in ("accuracy_vs_macs", "latency_vs_macs", "macs_histograms"):
+        assert (smoke / f"results/figures/{figure}.png").stat().st_size > 1000
+    benchmarks = list((smoke / "results/benchmarks").rglob("*.tsv"))
+    assert len(benchmarks) >= 10 and "max_rss" in benchmarks[0].read_text()
+
+
+def test_rerun_schedules_nothing(smoke):
+    assert planned_jobs(snakemake(smoke, "-n", "--cores", "2")) == {}
+
+
+def test_changing_one_method_reruns_only_its_jobs(smoke):
+    cfg = yaml.safe_load((smoke / "smoke.yaml").read_text())
+    cfg["methods"]["uniform_width"]["hp"]["finetune"]["lr"] = 0.02
+    changed = smoke / "changed.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))
+    n_uw = len(cfg["methods"]["uniform_width"]["train_budgets"])
+    assert jobs == {"train_method": n_uw, "evaluate": n_uw, "latency": n_uw, "gather": 1, "plot": 1, "all": 1}
+
+
+def test_bad_config_fails_fast_with_the_key_path(smoke):
+    cfg = yaml.safe_load((smoke / "smoke.yaml").read_text())
+    cfg["pretrain"]["epochz"] = 3
+    bad = smoke / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    result = snakemake(smoke, "-n", "--cores", "1", config=bad, check=False)
+    assert result.returncode != 0 and "pretrain.epochz" in result.stdout + result.stderr
+    cfg = yaml.safe_load((smoke / "smoke.yaml").read_text())
+    cfg["methods"]["nonexistent_method"] = {"train_budgets": [1]}
+    bad.write_text(yaml.safe_dump(cfg))
+    result = snakemake(smoke, "-n", "--cores", "1", config=bad, check=False)
+    assert result.returncode != 0 and "registered methods: dense" in result.stdout + result.stderr
+
+
+def test_report(smoke):
+    snakemake(smoke, "--report", str(smoke / "report.html"), "--cores", "1")
+    assert (smoke / "report.html").stat().st_size > 10_000
+
+
+def test_notebook_executes_against_the_smoke_results(smoke, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("PRUNEBENCH_RESULTS", str(smoke / "results"))
+    nb = nbformat.read(REPO / "notebooks" / "analysis.ipynb", as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    assert any(o.get("output_type") == "display_data" or "image/png" in o.get("data", {})
+               for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))

@@ -1,0 +1,72 @@
+"""Config validation, the resolved config the CLI reads, target lists and rerun fingerprints."""
+
+from pathlib import Path
+
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate as schema_validate
+
+from prunebench.api import UserError
+from prunebench.config import config_hash, validate as validate_config
+from prunebench.io import atomic_path
+from prunebench.tables import budget_str
+
+RESULTS = "results"
+
+# The prunebench validator first (its errors name the key path), then the JSON schema.
+try:
+    CFG = validate_config(config)
+except UserError as err:
+    raise WorkflowError(f"invalid config: {err}")
+schema_validate(config, "../schemas/config.schema.yaml")
+
+
+def _write_resolved_config(cfg):
+    """The validated config the CLI reads: a stable path, rewritten only when its content changes,
+    and not a declared input, so that editing one section re-runs only the jobs that use it."""
+    path = Path(RESULTS) / ".config" / "config.yaml"
+    text = yaml.safe_dump(cfg, sort_keys=True)
+    if not path.exists() or path.read_text() != text:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    return str(path)
+
+
+CONFIG_FILE = _write_resolved_config(CFG)
+DATASET = CFG["data"]["name"]
+
+
+def fingerprint(*sections, method=None):
+    """Hash of what a job depends on: params change -> Snakemake re-runs that job only."""
+    part = {k: CFG[k] for k in sections}
+    if method is not None:
+        part["method"] = CFG["methods"][method]
+    return config_hash(part)
+
+
+def runs():
+    """One dict of wildcards per evaluation: backbone x seed x method x train budget x eval budget."""
+    for backbone in CFG["backbone"]["names"]:
+        for seed in CFG["seeds"]:
+            for method, entry in CFG["methods"].items():
+                for train_budget in entry["train_budgets"]:
+                    for eval_budget in entry["eval_budgets"] or [train_budget]:
+                        yield dict(dataset=DATASET, backbone=backbone, seed=seed, method=method,
+                                   train_budget=budget_str(train_budget), eval_budget=budget_str(eval_budget))
+
+
+RUN = RESULTS + "/{dataset}/{backbone}/seed{seed}/{method}/{train_budget}"
+if not list(runs()):
+    raise WorkflowError("invalid config: no method has a budget to run; list methods with train_budgets")
+EVAL_JSONS = [(RUN + "/eval/{eval_budget}.json").format(**r) for r in runs()]
+EVAL_RECORDS = [(RUN + "/eval/{eval_budget}.parquet").format(**r) for r in runs()]
+LATENCY_JSONS = [(RUN + "/latency/{eval_budget}.json").format(**r) for r in runs()]
+FIGURES = [f"{RESULTS}/figures/{name}.png" for name in ("accuracy_vs_macs", "latency_vs_macs", "macs_histograms")]
+
+
+wildcard_constraints:
+    seed=r"\d+",
+    method=r"[A-Za-z0-9_]+",
+    backbone=r"[A-Za-z0-9_]+",
+    train_budget=r"[0-9.e+-]+",
+    eval_budget=r"[0-9.e+-]+",

@@ -1,0 +1,35 @@
+rule gather:
+    """Every evaluation and latency result into tidy tables (CSV, Markdown, LaTeX) and the Pareto table."""
+    input:
+        evals=EVAL_JSONS,
+        latency=LATENCY_JSONS,
+    output:
+        summary=report(RESULTS + "/tables/summary.csv", caption="../report/summary.rst", category="Tables"),
+        markdown=RESULTS + "/tables/summary.md",
+        latex=RESULTS + "/tables/summary.tex",
+        pareto=report(RESULTS + "/tables/pareto.csv", caption="../report/pareto.rst", category="Tables"),
+        pareto_md=RESULTS + "/tables/pareto.md",
+    log:
+        RESULTS + "/logs/gather.log",
+    benchmark:
+        RESULTS + "/benchmarks/gather.tsv"
+    shell:
+        "prunebench gather --evals {input.evals} --latency {input.latency} --out-dir " + RESULTS + "/tables > {log} 2>&1"
+
+
+rule plot:
+    """Accuracy vs MACs, realized vs MACs speedup, per-sample MACs histograms."""
+    input:
+        summary=RESULTS + "/tables/summary.csv",
+        records=EVAL_RECORDS,
+    output:
+        report(RESULTS + "/figures/accuracy_vs_macs.png", caption="../report/accuracy_vs_macs.rst", category="Figures"),
+        report(RESULTS + "/figures/latency_vs_macs.png", caption="../report/latency_vs_macs.rst", category="Figures"),
+        report(RESULTS + "/figures/macs_histograms.png", caption="../report/macs_histograms.rst", category="Figures"),
+    log:
+        RESULTS + "/logs/plot.log",
+    benchmark:
+        RESULTS + "/benchmarks/plot.tsv"
+    shell:
+        "prunebench plot --summary {input.summary} --results-root " + RESULTS + " --out-dir " + RESULTS + "/figures"
+        " > {log} 2>&1"
