@@ -28,7 +28,7 @@ data:
 # The workflow's default target on config/config.yaml, then the HTML report.
 reproduce: env data
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake --cores all
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake --report results/report.html
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake --cores all --report results/report.html
 
 test: env
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -116,9 +116,7 @@ class ResidualBlock(nn.Module):
         branch_mask = torch.ones(n, c, dtype=torch.bool, device=out.device) if branch_mask is None else branch_mask
         if run is not None:
             branch_mask = branch_mask & (run[:, None] > 0)
-        if shortcut_mask is not None:
-            return out, branch_mask | shortcut_mask.to(out.device).expand(n, -1)
-        return out, None
+        return out, branch_mask | shortcut_mask.to(out.device).expand(n, -1)
 
     def _in_mask(self, stream):
         # A pre-activation BN turns zero channels into non-zero ones: its conv input is dense.
@@ -198,7 +196,6 @@ class ResidualBlock(nn.Module):
         if block_gate is not None:
             h = h * (block_gate if rows is None else block_gate.index_select(0, rows)).view(-1, 1, 1, 1)
         return h, rows, in_idx, in_mask
-
 
     def _no_rows_left(self, k, n, x, stream, ctx: _Pass, run):
         """Every row skips the branch: still ask the policy at each remaining gate point, so that it
