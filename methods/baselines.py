@@ -10,7 +10,7 @@ import torch
 from prunebench.api import Method, RunContext, copy_backbone
 from prunebench.backbones import GatedResNet
 from prunebench.data import Dataset
-from prunebench.gates import ChannelGate, GatePolicy
+from prunebench.gates import ChannelGate, GatePolicy, content_key, splitmix64
 from prunebench.train import TrainSpec, fit
 
 
@@ -43,22 +43,13 @@ class RandomBlockPolicy(GatePolicy):
         self.keep = None
 
     def begin(self, x):
-        content = x.detach().double().flatten(1).mul(1e3).round().sum(1).cpu().to(torch.int64)
-        keys = (content * 1_000_003 + self.seed)[:, None] * 1_000_033 + torch.arange(self.num_blocks)
-        scores = _splitmix64(keys)
+        keys = (content_key(x) + self.seed)[:, None] * 1_000_033 + torch.arange(self.num_blocks)
+        scores = splitmix64(keys)
         top = scores.topk(self.blocks, dim=1).indices
         self.keep = torch.zeros(x.shape[0], self.num_blocks).scatter_(1, top, 1.0).to(x.device)
 
     def block_gate(self, index, pooled):
         return self.keep[:, index]
-
-
-def _splitmix64(z: torch.Tensor) -> torch.Tensor:
-    """SplitMix64 finaliser on int64 tensors (wrapping arithmetic; logical shifts by masking)."""
-    z = z * -7046029254386353131  # 0x9E3779B97F4A7C15, the golden-ratio increment
-    z = (z ^ ((z >> 30) & ((1 << 34) - 1))) * -4658895280553007687  # 0xBF58476D1CE4E5B9
-    z = (z ^ ((z >> 27) & ((1 << 37) - 1))) * -7723592293110705685  # 0x94D049BB133111EB
-    return z ^ ((z >> 31) & ((1 << 33) - 1))
 
 
 class RandomDrop(Method):

@@ -31,6 +31,14 @@ class RunContext:
     progress: bool | None = None   # None: a bar only when stderr is a terminal
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("prunebench"))
     checkpoints: set = field(default_factory=set)
+    artifacts: dict = field(default_factory=dict)  # name -> path of a precomputed artifact
+
+    def artifact(self, name: str, compute):
+        """A method's per-backbone precomputation: loaded from the workflow's output if given,
+        else computed here by `compute()`."""
+        if name in self.artifacts:
+            return torch.load(self.artifacts[name], map_location="cpu", weights_only=False)
+        return compute()
 
     def checkpoint(self, name: str) -> Path | None:
         """Path of a resumable checkpoint in the output folder (None: no checkpoints)."""
@@ -58,6 +66,7 @@ class Method:
     knob: str = ""
     test_time_knob: bool = False
     hyperparameters: dict[str, Any] = {}
+    artifacts: tuple[str, ...] = ()   # per-backbone precomputations the workflow makes once (prepare)
 
     def budget_range(self, backbone: GatedResNet) -> tuple[float, float]:
         """Inclusive range of valid budgets on this backbone."""
@@ -65,6 +74,10 @@ class Method:
 
     def train(self, backbone: GatedResNet, data: Dataset, budget, hp: dict, run: RunContext) -> GatedResNet:
         """Return a gated network (a copy: never mutate `backbone`)."""
+        raise NotImplementedError
+
+    def prepare(self, artifact: str, backbone: GatedResNet, data: Dataset, hp: dict, run: RunContext):
+        """Compute one of `artifacts` (saved by the workflow and handed to train via run.artifacts)."""
         raise NotImplementedError
 
     def configure(self, net: GatedResNet, budget) -> None:

@@ -88,6 +88,12 @@ def cmd_train(args):
     data = _dataset(cfg)
     out = Path(args.out)
     run = _run_context(args, out)
+    for spec in args.artifact or []:
+        name, _, path = spec.partition("=")
+        if name not in method.artifacts or not path:
+            raise UserError(f"--artifact {spec!r}: {method.name} takes {', '.join(method.artifacts) or 'no artifacts'} "
+                            f"as NAME=PATH")
+        run.artifacts[name] = path
     set_seed(args.seed)
     net = method.train(backbone, data, budget, hp, run)
     net.to("cpu", memory_format=torch.contiguous_format).eval()
@@ -95,6 +101,20 @@ def cmd_train(args):
                                       "backbone": meta.get("backbone"), **provenance(cfg, args.seed)}}, out)
     run.remove_checkpoints()
     print(f"{method.name} at {method.knob}={budget} -> {out}")
+
+
+def cmd_prepare(args):
+    cfg = load_config(args.config)
+    method = get_method(args.method)
+    if args.artifact not in method.artifacts:
+        raise UserError(f"{method.name} has no artifact {args.artifact!r}; it has: {', '.join(method.artifacts) or 'none'}")
+    backbone, _ = load_model(args.backbone_model)
+    hp = (cfg["methods"].get(args.method) or {}).get("hp") or method.resolve_hp(None)
+    data = _dataset(cfg)
+    run = _run_context(args, Path(args.out))
+    set_seed(args.seed)
+    save_torch(method.prepare(args.artifact, backbone, data, hp, run), args.out)
+    print(f"{method.name} {args.artifact} -> {args.out}")
 
 
 def _trained(args):
@@ -196,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("train", cmd_train, "train one method at one budget from a pretrained backbone")
     p.add_argument("--method", required=True)
     p.add_argument("--budget", required=True)
+    p.add_argument("--backbone-model", required=True, help="model file written by pretrain")
+    p.add_argument("--artifact", action="append", help="NAME=PATH of a precomputed artifact (see prepare)")
+    p.add_argument("--out", required=True)
+    p = verb("prepare", cmd_prepare, "a method's per-backbone precomputation (e.g. DLP's expert ranks)")
+    p.add_argument("--method", required=True)
+    p.add_argument("--artifact", required=True)
     p.add_argument("--backbone-model", required=True, help="model file written by pretrain")
     p.add_argument("--out", required=True)
     for name, func, help_ in (("evaluate", cmd_evaluate, "per-sample records and a summary on the test set"),

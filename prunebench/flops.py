@@ -101,6 +101,8 @@ def controller_macs(net: GatedResNet, image_shape: tuple[int, int, int]) -> floa
     total with the policy minus without it. Mask mode runs the whole backbone either way."""
     if net.policy is None:
         return 0.0
+    if net.policy.known_macs is not None:
+        return float(net.policy.known_macs)
     example = torch.zeros(1, *image_shape, device=next(net.parameters()).device)
     with_policy = macs_by_module(net, example)[""]
     policy, net.policy = net.policy, None

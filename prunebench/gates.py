@@ -43,6 +43,7 @@ class GatePolicy(nn.Module):
     gates_blocks: bool = False
     gated_units: frozenset[str] = frozenset()
     parallel: bool = False
+    known_macs: float | None = None  # set when the policy's cost is known without fvcore (a lookup: 0)
 
     def begin(self, x: torch.Tensor) -> None:
         """See the network input once, before the first gate point."""
@@ -168,6 +169,22 @@ class ConvUnit(nn.Module):
 
 def _index_key(idx: torch.Tensor | None):
     return None if idx is None else idx.cpu().numpy().tobytes()
+
+
+def splitmix64(z: torch.Tensor) -> torch.Tensor:
+    """SplitMix64 finaliser on int64 tensors (wrapping arithmetic; logical shifts by masking)."""
+    z = z * -7046029254386353131  # 0x9E3779B97F4A7C15, the golden-ratio increment
+    z = (z ^ ((z >> 30) & ((1 << 34) - 1))) * -4658895280553007687  # 0xBF58476D1CE4E5B9
+    z = (z ^ ((z >> 27) & ((1 << 37) - 1))) * -7723592293110705685  # 0x94D049BB133111EB
+    return z ^ ((z >> 31) & ((1 << 33) - 1))
+
+
+def content_key(x: torch.Tensor) -> torch.Tensor:
+    """A 64-bit hash of each sample's values (to 1e-3): the same image gets the same key in any
+    batch and mode, so policies can draw per-image randomness or look up per-image data."""
+    values = x.detach().flatten(1).mul(1e3).round().to(torch.int64).cpu()
+    weights = splitmix64(torch.arange(1, values.shape[1] + 1, dtype=torch.int64))
+    return splitmix64((values * weights).sum(1))
 
 
 def batch_norm_eval(norm: nn.BatchNorm2d, h: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:

@@ -194,7 +194,8 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
             loss.backward()
             optimizer.step()
             loss_sum += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
+            if logits is not None and y.dim() == 1:  # a method's loss may train on other targets
+                correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
         seconds = time.perf_counter() - t0
         val_acc = accuracy(net, data.val_x, data.val_y, normalize) if len(data.val_x) else float("nan")

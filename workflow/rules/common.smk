@@ -6,7 +6,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate as schema_validate
 
-from prunebench.api import UserError
+from prunebench.api import UserError, get_method
 from prunebench.config import config_hash, validate as validate_config
 from prunebench.io import atomic_path
 from prunebench.tables import budget_str
@@ -37,11 +37,21 @@ DATASET = CFG["data"]["name"]
 
 
 def fingerprint(*sections, method=None):
-    """Hash of what a job depends on: params change -> Snakemake re-runs that job only."""
+    """Hash of what a job depends on: params change -> Snakemake re-runs that job only.
+    A method contributes its hyperparameters (its budgets are in the paths already)."""
     part = {k: CFG[k] for k in sections}
     if method is not None:
-        part["method"] = CFG["methods"][method]
+        part["method"] = CFG["methods"][method]["hp"]
     return config_hash(part)
+
+
+# Per-backbone precomputations each method declares (e.g. DLP's expert ranks): made once by `prepare`.
+ARTIFACTS = {name: get_method(name).artifacts for name in CFG["methods"]}
+
+
+def artifact_paths(w):
+    base = f"{RESULTS}/{w.dataset}/{w.backbone}/seed{w.seed}/{w.method}/artifacts"
+    return {name: f"{base}/{name}.pt" for name in ARTIFACTS[w.method]}
 
 
 def runs():
@@ -70,3 +80,4 @@ wildcard_constraints:
     backbone=r"[A-Za-z0-9_]+",
     train_budget=r"[0-9.e+-]+",
     eval_budget=r"[0-9.e+-]+",
+    artifact=r"[A-Za-z0-9_]+",

@@ -1,11 +1,33 @@
-rule train_method:
-    """One method at one train-time budget, from the pretrained backbone."""
+rule prepare:
+    """A method's per-backbone precomputation, shared by all its train budgets."""
     input:
+        backbone=RESULTS + "/{dataset}/{backbone}/seed{seed}/pretrain/model.pt",
+    output:
+        RESULTS + "/{dataset}/{backbone}/seed{seed}/{method}/artifacts/{artifact}.pt",
+    params:
+        fingerprint=lambda w: fingerprint("data", "backbone", "pretrain", method=w.method),
+    log:
+        RESULTS + "/logs/prepare/{dataset}_{backbone}_seed{seed}_{method}_{artifact}.log",
+    benchmark:
+        RESULTS + "/benchmarks/prepare/{dataset}_{backbone}_seed{seed}_{method}_{artifact}.tsv"
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    shell:
+        "prunebench prepare --config " + CONFIG_FILE + " --method {wildcards.method} --artifact {wildcards.artifact}"
+        " --seed {wildcards.seed} --threads {threads} --backbone-model {input.backbone} --out {output} > {log} 2>&1"
+
+
+rule train_method:
+    """One method at one train-time budget, from the pretrained backbone (and its artifacts)."""
+    input:
+        unpack(artifact_paths),
         backbone=RESULTS + "/{dataset}/{backbone}/seed{seed}/pretrain/model.pt",
     output:
         model=RUN + "/model.pt",
     params:
         fingerprint=lambda w: fingerprint("data", "backbone", "pretrain", method=w.method),
+        artifacts=lambda w: " ".join(f"--artifact {name}={path}" for name, path in artifact_paths(w).items()),
     log:
         RESULTS + "/logs/train/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}.log",
     benchmark:
@@ -15,5 +37,5 @@ rule train_method:
         gpu=1,
     shell:
         "prunebench train --config " + CONFIG_FILE + " --method {wildcards.method} --budget {wildcards.train_budget}"
-        " --seed {wildcards.seed} --threads {threads} --backbone-model {input.backbone} --out {output.model}"
-        " > {log} 2>&1"
+        " --seed {wildcards.seed} --threads {threads} --backbone-model {input.backbone} {params.artifacts}"
+        " --out {output.model} > {log} 2>&1"

@@ -1,0 +1,360 @@
+"""DLP: Dynamic Layer Pruning with computational budgets (CMU MSCV 2018; METHODS.md "DLP").
+
+A small policy network scores every residual block from the image; a budget of B blocks keeps
+each sample's top-B blocks (a hard per-sample cap and a test-time knob: one model, any budget).
+The policy imitates a greedy expert (pairwise ranking hinge loss); then the backbone is fine-tuned
+under the frozen policy's masks at a random budget per batch; optionally search -> imitation ->
+fine-tune repeats (DAgger-like). `dlp_oracle` replaces the policy by the expert run on the test
+set with its labels: an upper bound, reported under its own name.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prunebench.api import Method, RunContext, UserError, copy_backbone
+from prunebench.backbones import GatedResNet, build_backbone
+from prunebench.data import Dataset, Normalizer, batch_indices
+from prunebench.gates import GatePolicy, content_key
+from prunebench.train import TrainSpec, fit
+
+
+# ---------------------------------------------------------------- policies
+
+
+def top_blocks(scores: torch.Tensor, blocks: int) -> torch.Tensor:
+    """(N, K) 0/1 mask of each row's `blocks` highest scores; ties go to the lower block index."""
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :blocks]
+    return torch.zeros_like(scores, dtype=torch.float32).scatter_(1, order, 1.0)
+
+
+class RankPolicy(GatePolicy):
+    """Keeps each sample's top-`blocks` blocks by an importance score (exactly `blocks` of them)."""
+
+    gates_blocks = True
+
+    def __init__(self, num_blocks: int):
+        super().__init__()
+        self.num_blocks = self.blocks = num_blocks
+        self.keep = None
+        self.budget_statistics: BudgetStatistics | None = None
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def begin(self, x):
+        self.keep = top_blocks(self.scores(x), self.blocks)
+
+    def block_gate(self, index, pooled):
+        return self.keep[:, index]
+
+
+class DLPPolicy(RankPolicy):
+    """The learned policy: a small CNN on the image, one score per block."""
+
+    def __init__(self, net: nn.Module, num_blocks: int):
+        super().__init__(num_blocks)
+        self.net = net
+        self.frozen = False
+
+    def scores(self, x):
+        return self.net(x)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:  # joint fine-tuning: the policy, BN statistics included, stays fixed
+            self.net.eval()
+        return self
+
+
+class OraclePolicy(RankPolicy):
+    """The expert's ranks on known images (the test set), looked up by image content."""
+
+    known_macs = 0.0  # a table lookup: no multiply-accumulates
+
+    def __init__(self, keys: torch.Tensor, ranks: torch.Tensor):
+        super().__init__(ranks.shape[1])
+        order = keys.argsort()
+        self.register_buffer("keys", keys[order])
+        self.register_buffer("ranks", ranks[order].to(torch.int16))
+
+    def scores(self, x):
+        keys = content_key(x)
+        pos = torch.searchsorted(self.keys, keys).clamp_max(len(self.keys) - 1)
+        if not torch.equal(self.keys[pos], keys):
+            raise UserError("dlp_oracle knows the expert ranks of the test images only; it cannot score other inputs")
+        return self.ranks[pos].float().to(x.device)
+
+
+class FixedMasks(GatePolicy):
+    """Block masks given per sample (the expert's candidate removals)."""
+
+    gates_blocks = True
+    keep: torch.Tensor
+
+    def block_gate(self, index, pooled):
+        return self.keep[:, index]
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = (nn.Sequential() if stride == 1 and c_in == c_out else
+                         nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)))
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(h)) + self.shortcut(x))
+
+
+class ResNet10(nn.Module):
+    """The official DLP policy: a ResNet-10 with 64-512 widths (about as costly as a ResNet-110)."""
+
+    def __init__(self, outputs: int, in_channels: int):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+        widths = [64, 128, 256, 512]
+        self.stages = nn.Sequential(*[_BasicBlock(c_in, c_out, 1 if i == 0 else 2)
+                                      for i, (c_in, c_out) in enumerate(zip([64] + widths[:-1], widths))])
+        self.fc = nn.Linear(512, outputs)
+
+    def forward(self, x):
+        return self.fc(self.stages(self.stem(x)).mean((2, 3)))
+
+
+def make_policy_net(kind: str, num_blocks: int, in_channels: int, width: int) -> nn.Module:
+    if kind == "resnet8":  # BlockDrop's policy network: one basic block per stage
+        return build_backbone("resnet8", num_blocks, in_channels, width=width)
+    if kind == "resnet10":
+        return ResNet10(num_blocks, in_channels)
+    raise UserError(f"dlp: hyperparameter policy={kind!r}; use resnet8 (small) or resnet10 (official)")
+
+
+# ---------------------------------------------------------------- the expert
+
+
+@torch.no_grad()
+def greedy_ranks(net: GatedResNet, images: torch.Tensor, labels: torch.Tensor, normalize: Normalizer,
+                 batch_size: int = 64) -> torch.Tensor:
+    """Per image, remove blocks one at a time, each time the one whose removal keeps the true-class
+    logit highest; a block's rank is the step it was removed at (0 = least important).
+
+    All candidates of one step run in one skip-mode forward over a stacked batch; K(K+1)/2
+    masked forwards per image. Backbone in eval mode, images as given (no augmentation).
+    """
+    net.eval()
+    k = net.num_blocks
+    saved, masks = net.policy, FixedMasks()
+    net.policy = masks
+    out = torch.zeros(len(labels), k, dtype=torch.int16)
+    try:
+        for idx in batch_indices(len(labels), batch_size, shuffle=False):
+            x = normalize(images[idx])
+            y = labels[idx].to(x.device)
+            b = len(idx)
+            rows = torch.arange(b, device=x.device)
+            keep = torch.ones(b, k, dtype=torch.bool, device=x.device)
+            for step in range(k):
+                remaining = k - step
+                candidates = keep.nonzero()[:, 1].view(b, remaining)  # each row's blocks, in index order
+                trial = keep[:, None, :].repeat(1, remaining, 1)
+                trial.scatter_(2, candidates[:, :, None], False)  # trial r drops candidate r
+                masks.keep = trial.view(b * remaining, k).float()
+                logits = net(x.repeat_interleave(remaining, 0), mode="skip")
+                true_logit = logits.gather(1, y.repeat_interleave(remaining)[:, None]).view(b, remaining)
+                removed = candidates.gather(1, true_logit.argmax(1, keepdim=True)).squeeze(1)  # first max on ties
+                out[idx, removed.cpu()] = step
+                keep[rows, removed] = False
+    finally:
+        net.policy = saved
+    return out
+
+
+def ranking_hinge_loss(scores: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
+    """Mean over ordered pairs (j more important than i) of max(0, p_i - p_j + 1/K)."""
+    k = scores.shape[1]
+    margin_violation = F.relu(scores[:, :, None] - scores[:, None, :] + 1.0 / k)  # [n, i, j]
+    j_more_important = (ranks[:, None, :] > ranks[:, :, None]).float()
+    return (margin_violation * j_more_important).sum() / j_more_important.sum().clamp_min(1)
+
+
+def removal_budget_weights(num_blocks: int) -> torch.Tensor:
+    """Blocks removed r = 0..K-1 drawn with P(r) ∝ (K-1-r)^2, as the official code: small removals dominate."""
+    r = torch.arange(num_blocks, dtype=torch.float64)
+    return (num_blocks - 1 - r) ** 2
+
+
+def backbone_norms(net: GatedResNet) -> list[nn.BatchNorm2d]:
+    return [m for name, m in net.named_modules() if isinstance(m, nn.BatchNorm2d) and not name.startswith("policy.")]
+
+
+class BudgetStatistics(nn.Module):
+    """BN running statistics kept per block budget ("switchable BN", Yu et al. 2019) [choice].
+
+    The network runs under a different block subset at each budget, so one set of running
+    statistics cannot fit them all: estimated under random budgets it cost ~10 points at the
+    full budget; kept at the full network's, ~13 points at 7 of 9 blocks (Fashion-MNIST/ResNet-20).
+    Fine-tuning updates the slot of the budget it drew; evaluation loads the budget's slot.
+    """
+
+    def __init__(self, norms: list[nn.BatchNorm2d], num_blocks: int):
+        super().__init__()
+        flat = torch.cat([t for m in norms for t in (m.running_mean, m.running_var)])
+        self.register_buffer("stats", flat.repeat(num_blocks + 1, 1))
+        self.register_buffer("seen", torch.zeros(num_blocks + 1, dtype=torch.bool))
+
+    def load(self, norms, blocks: int, nearest: bool = True) -> None:
+        seen = self.seen.nonzero().flatten()
+        if nearest and len(seen):  # a budget never drawn in training uses the nearest one that was
+            blocks = int(seen[(seen - blocks).abs().argmin()])
+        offset = 0
+        for m in norms:
+            for t in (m.running_mean, m.running_var):
+                t.copy_(self.stats[blocks, offset:offset + t.numel()])
+                offset += t.numel()
+
+    def store(self, norms, blocks: int) -> None:
+        self.stats[blocks] = torch.cat([t for m in norms for t in (m.running_mean, m.running_var)])
+        self.seen[blocks] = True
+
+
+# ---------------------------------------------------------------- the method
+
+
+class DLP(Method):
+    name = "dlp"
+    knob = "blocks"
+    test_time_knob = True
+    artifacts = ("expert_ranks",)
+    hyperparameters = {
+        "policy": "resnet8",          # resnet8 (BlockDrop's, a few % of the backbone) | resnet10 (official)
+        "policy_width": 16,
+        "expert_images": 10000,       # training images searched by the expert (0: all of them)
+        "expert_batch": 64,
+        "imitation": {"epochs": 10, "batch_size": 128, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0,
+                      "schedule": "cosine", "augment_pad": 0, "augment_flip": False, "compile": "off"},
+        "finetune": {"epochs": 2, "lr": 0.01, "schedule": "cosine"},
+        "rounds": 1,                  # search -> imitation -> fine-tune repetitions
+    }
+    quick_hp = {"expert_images": 64, "imitation": {"epochs": 2, "batch_size": 32},
+                "finetune": {"epochs": 1, "batch_size": 64}}
+
+    def budget_range(self, backbone):
+        return (1, backbone.num_blocks)
+
+    def configure(self, net, budget):
+        net.policy.blocks = int(budget)
+        if net.policy.budget_statistics is not None:
+            with torch.no_grad():
+                net.policy.budget_statistics.load(backbone_norms(net), int(budget))
+
+    def prepare(self, artifact, backbone, data, hp, run):
+        """The expert's ranks on a fixed subset of the training split, with the pretrained backbone."""
+        if artifact != "expert_ranks":
+            raise UserError(f"dlp has no artifact {artifact!r}")
+        n = len(data.train_x)
+        count = n if hp["expert_images"] <= 0 else min(hp["expert_images"], n)
+        indices = torch.randperm(n, generator=torch.Generator().manual_seed(run.seed))[:count].sort().values
+        net = copy_backbone(backbone, run.device)
+        return {"indices": indices, **self._search(net, data, indices, hp, run)}
+
+    def _search(self, net, data, indices, hp, run) -> dict:
+        net.to(memory_format=torch.channels_last)
+        normalize = Normalizer(data.mean, data.std, run.device, torch.channels_last)
+        start = time.perf_counter()
+        ranks = greedy_ranks(net, data.train_x[indices], data.train_y[indices], normalize, hp["expert_batch"])
+        per_s = len(indices) / (time.perf_counter() - start)
+        run.log.info("dlp expert: %d images, %.1f images/s (%d masked forwards each)", len(indices), per_s,
+                     net.num_blocks * (net.num_blocks + 1) // 2)
+        return {"ranks": ranks, "images_per_s": per_s}
+
+    def train(self, backbone, data, budget, hp, run):
+        if hp["rounds"] < 1:
+            raise UserError("dlp: hyperparameter rounds must be >= 1")
+        net = copy_backbone(backbone, run.device)
+        k = net.num_blocks
+        policy = DLPPolicy(make_policy_net(hp["policy"], k, data.in_channels, hp["policy_width"]), k)
+        expert = run.artifact("expert_ranks", lambda: self.prepare("expert_ranks", backbone, data, hp, run))
+        for round_ in range(hp["rounds"]):
+            if round_ > 0:  # DAgger-like: search again with the fine-tuned backbone
+                net.policy = None
+                expert = {"indices": expert["indices"], **self._search(net, data, expert["indices"], hp, run)}
+            policy.frozen = False
+            for p in policy.parameters():
+                p.requires_grad_(True)
+            self._imitate(policy.net, data, expert, hp, run, round_)
+            net.policy = policy
+            policy.frozen = True
+            for p in policy.parameters():
+                p.requires_grad_(False)
+            self._finetune(net, data, hp, run, round_)
+        policy.blocks = k
+        return net.eval()
+
+    def _imitate(self, policy_net, data: Dataset, expert: dict, hp, run, round_):
+        """Imitation: the policy's scores learn the expert's order (backbone untouched)."""
+        idx = expert["indices"]
+        ranks_data = Dataset("dlp-expert", data.train_x[idx], expert["ranks"].long(), data.val_x[:0],
+                             data.val_y[:0], data.test_x, data.test_y, data.classes, data.mean, data.std)
+        spec = TrainSpec.from_dict(hp["imitation"], "dlp.imitation")
+        fit(policy_net, ranks_data, spec, run, name=f"dlp-imitation-{round_}",
+            loss_fn=lambda model, x, ranks: (ranking_hinge_loss(model(x), ranks), None))
+        policy_net.eval()
+
+    def _finetune(self, net, data, hp, run, round_):
+        """Joint fine-tuning: backbone trained with CE under the frozen policy at a random budget per batch."""
+        k = net.num_blocks
+        weights = removal_budget_weights(k)
+
+        norms = backbone_norms(net)
+        if net.policy.budget_statistics is None:
+            net.policy.budget_statistics = BudgetStatistics(norms, k).to(next(net.parameters()).device)
+        slots = net.policy.budget_statistics
+
+        def loss_fn(model, x, y):
+            blocks = k - int(torch.multinomial(weights, 1))
+            net.policy.blocks = blocks
+            with torch.no_grad():
+                slots.load(norms, blocks, nearest=False)
+            logits = model(x)
+            with torch.no_grad():
+                slots.store(norms, blocks)
+            return F.cross_entropy(logits, y), logits
+
+        backbone_params = [p for name, p in net.named_parameters() if not name.startswith("policy.")]
+        spec = TrainSpec.from_dict(hp["finetune"], "dlp.finetune")
+        fit(net, data, spec, run, name=f"dlp-finetune-{round_}", loss_fn=loss_fn, params=backbone_params)
+
+
+class DLPOracle(DLP):
+    """DLP's backbone (same seed, same training) under the expert's own test-set ranks: an upper bound."""
+
+    name = "dlp_oracle"
+
+    def train(self, backbone, data, budget, hp, run):
+        net = super().train(backbone, data, budget, hp, run)
+        statistics = net.policy.budget_statistics
+        net.policy = None
+        self.configure_statistics(net, statistics, net.num_blocks)
+        net.to(memory_format=torch.channels_last)
+        normalize = Normalizer(data.mean, data.std, run.device, torch.channels_last)
+        ranks = greedy_ranks(net, data.test_x, data.test_y, normalize, hp["expert_batch"])
+        keys = torch.cat([content_key(normalize(data.test_x[i])) for i in batch_indices(len(data.test_x), 1024,
+                                                                                          shuffle=False)])
+        net.policy = OraclePolicy(keys, ranks)
+        net.policy.budget_statistics = statistics
+        return net.eval()
+
+    @staticmethod
+    def configure_statistics(net, statistics, blocks):
+        if statistics is not None:
+            with torch.no_grad():
+                statistics.load(backbone_norms(net), blocks)
