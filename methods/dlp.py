@@ -313,7 +313,6 @@ class DLP(Method):
         """Joint fine-tuning: backbone trained with CE under the frozen policy at a random budget per batch."""
         k = net.num_blocks
         weights = removal_budget_weights(k)
-
         norms = backbone_norms(net)
         if net.policy.budget_statistics is None:
             net.policy.budget_statistics = BudgetStatistics(norms, k).to(next(net.parameters()).device)
@@ -332,6 +331,8 @@ class DLP(Method):
         backbone_params = [p for name, p in net.named_parameters() if not name.startswith("policy.")]
         spec = TrainSpec.from_dict(hp["finetune"], "dlp.finetune")
         fit(net, data, spec, run, name=f"dlp-finetune-{round_}", loss_fn=loss_fn, params=backbone_params)
+        with torch.no_grad():  # leave the full network's statistics in place (the next search uses them)
+            slots.load(norms, k)
 
 
 class DLPOracle(DLP):
