@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunebench.api import Method, RunContext, UserError, copy_backbone
+from prunebench.api import Method, UserError, copy_backbone
 from prunebench.backbones import GatedResNet, build_backbone
 from prunebench.data import Dataset, Normalizer, batch_indices
 from prunebench.gates import GatePolicy, content_key
@@ -226,6 +226,13 @@ class BudgetStatistics(nn.Module):
         self.seen[blocks] = True
 
 
+def load_budget_statistics(net: GatedResNet, statistics: BudgetStatistics | None, blocks: int) -> None:
+    """Put the BN statistics of budget `blocks` into the backbone (no-op before fine-tuning)."""
+    if statistics is not None:
+        with torch.no_grad():
+            statistics.load(backbone_norms(net), blocks)
+
+
 # ---------------------------------------------------------------- the method
 
 
@@ -252,9 +259,7 @@ class DLP(Method):
 
     def configure(self, net, budget):
         net.policy.blocks = int(budget)
-        if net.policy.budget_statistics is not None:
-            with torch.no_grad():
-                net.policy.budget_statistics.load(backbone_norms(net), int(budget))
+        load_budget_statistics(net, net.policy.budget_statistics, int(budget))
 
     def prepare(self, artifact, backbone, data, hp, run):
         """The expert's ranks on a fixed subset of the training split, with the pretrained backbone."""
@@ -344,7 +349,7 @@ class DLPOracle(DLP):
         net = super().train(backbone, data, budget, hp, run)
         statistics = net.policy.budget_statistics
         net.policy = None
-        self.configure_statistics(net, statistics, net.num_blocks)
+        load_budget_statistics(net, statistics, net.num_blocks)
         net.to(memory_format=torch.channels_last)
         normalize = Normalizer(data.mean, data.std, run.device, torch.channels_last)
         ranks = greedy_ranks(net, data.test_x, data.test_y, normalize, hp["expert_batch"])
@@ -353,9 +358,3 @@ class DLPOracle(DLP):
         net.policy = OraclePolicy(keys, ranks)
         net.policy.budget_statistics = statistics
         return net.eval()
-
-    @staticmethod
-    def configure_statistics(net, statistics, blocks):
-        if statistics is not None:
-            with torch.no_grad():
-                statistics.load(backbone_norms(net), blocks)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .gates import ConvUnit, GatePolicy, Trace, batch_norm_eval, count, union_index
+from .gates import ConvUnit, GatePolicy, Trace, count, union_index
 
 SHORTCUTS = ("pad", "conv")  # pad: avg-pool stride 2 + zero channels (BlockDrop/DLP); conv: 1x1 conv + BN
 
@@ -35,6 +35,16 @@ class _Pass:
         if self.policy is None or unit not in self.policy.gated_units:
             return None
         return self.policy.channel_gate(unit, pooled_input())
+
+    def record_unit(self, unit_name: str, k: int, unit, in_mask, gate, run, n: int, device):
+        """Record branch unit `k`: its input channels, and the outputs it computes (all of them in
+        parallel mode, where the gate is computed beside the conv and the first conv always runs)."""
+        if self.trace is None:
+            return
+        n_out = (count(gate.active, n, 0, device) if gate is not None and not self.parallel
+                 else count(None, n, unit.out_channels, device))
+        self.record(unit_name, count(in_mask, n, unit.conv.in_channels, device), n_out, gate, run,
+                    counted_when_skipped=self.parallel and k == 0)
 
     def record(self, unit: str, n_in, n_out, gate, run, counted_when_skipped: bool = False):
         if self.trace is None:
@@ -144,12 +154,7 @@ class ResidualBlock(nn.Module):
             # A row whose block is skipped shows the policy a zero input, exactly as in skip mode.
             hides_rows = run is not None and k >= (1 if ctx.parallel else 0)
             gate = ctx.channel_gate(full, lambda: h.mean((2, 3)) * run[:, None] if hides_rows else h.mean((2, 3)))
-            if ctx.trace is not None:
-                n = h.shape[0]
-                n_out = (count(gate.active, n, 0, h.device) if gate is not None and not ctx.parallel
-                         else count(None, n, unit.out_channels, h.device))
-                ctx.record(full, count(in_mask, n, unit.conv.in_channels, h.device), n_out, gate, run,
-                           counted_when_skipped=ctx.parallel and k == 0)
+            ctx.record_unit(full, k, unit, in_mask, gate, run, h.shape[0], h.device)
             h = unit(h, gate)
             in_mask = gate.active if gate is not None else None
         return h, in_mask
@@ -163,7 +168,7 @@ class ResidualBlock(nn.Module):
         in_mask = self._in_mask(stream)
         in_idx = union_index(in_mask) if in_mask is not None else None
         cur_rows = None
-        h = batch_norm_relu_eval(self.pre_norm, x) if self.pre_norm is not None else x
+        h = F.relu(self.pre_norm(x)) if self.pre_norm is not None else x
         if in_idx is not None:
             h = h.index_select(1, in_idx)
         for k, name in enumerate(self.unit_names):
@@ -176,11 +181,7 @@ class ResidualBlock(nn.Module):
             width_in = unit.conv.in_channels
             gate = ctx.channel_gate(full, lambda: _scatter_pooled(h, n, width_in, cur_rows, in_idx))
             gate_rows = _rows(gate, cur_rows)
-            if ctx.trace is not None:
-                n_out = (count(gate.active, n, 0, x.device) if gate is not None and not ctx.parallel
-                         else count(None, n, unit.out_channels, x.device))
-                ctx.record(full, count(in_mask, n, width_in, x.device), n_out, gate, run,
-                           counted_when_skipped=ctx.parallel and k == 0)
+            ctx.record_unit(full, k, unit, in_mask, gate, run, n, x.device)
             if gate is None:
                 out_idx = None
             elif ctx.parallel:  # computed in full, then the gated-off channels are dropped
@@ -220,10 +221,6 @@ def _add_branch(out, branch, rows, channels):
     if rows is not None:
         branch = branch.new_zeros(out.shape[0], *branch.shape[1:]).index_copy_(0, rows, branch)
     return out + branch
-
-
-def batch_norm_relu_eval(norm, x):
-    return F.relu(batch_norm_eval(norm, x, None))
 
 
 def _rows(gate, rows):

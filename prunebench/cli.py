@@ -33,6 +33,11 @@ def _run_context(args, out: Path) -> RunContext:
     return RunContext(seed=args.seed, device=device, out_dir=out.parent, progress=args.progress or None)
 
 
+def _method_hp(cfg, method) -> dict:
+    """The method's validated hyperparameters from the config (its defaults when not listed)."""
+    return (cfg["methods"].get(method.name) or {}).get("hp") or method.resolve_hp(None)
+
+
 def load_model(path) -> tuple[torch.nn.Module, dict]:
     """A model file written by pretrain or train: (network, metadata)."""
     path = Path(path)
@@ -84,7 +89,7 @@ def cmd_train(args):
     method = get_method(args.method)
     backbone, meta = load_model(args.backbone_model)
     budget = method.check_budget(backbone, args.budget)
-    hp = (cfg["methods"].get(args.method) or {}).get("hp") or method.resolve_hp(None)
+    hp = _method_hp(cfg, method)
     data = _dataset(cfg)
     out = Path(args.out)
     run = _run_context(args, out)
@@ -109,7 +114,7 @@ def cmd_prepare(args):
     if args.artifact not in method.artifacts:
         raise UserError(f"{method.name} has no artifact {args.artifact!r}; it has: {', '.join(method.artifacts) or 'none'}")
     backbone, _ = load_model(args.backbone_model)
-    hp = (cfg["methods"].get(args.method) or {}).get("hp") or method.resolve_hp(None)
+    hp = _method_hp(cfg, method)
     data = _dataset(cfg)
     run = _run_context(args, Path(args.out))
     set_seed(args.seed)

@@ -108,10 +108,9 @@ def backbone_spec(cfg: dict, name: str | None = None) -> dict:
     return {"name": name, "shortcut": cfg["backbone"]["shortcut"], "width": cfg["backbone"]["width"]}
 
 
-def config_hash(cfg: dict, *sections: str) -> str:
-    """Short stable hash of the named sections (all when none): what a result depends on."""
-    part = {k: cfg[k] for k in sections} if sections else cfg
-    return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:12]
+def config_hash(cfg: dict) -> str:
+    """Short stable hash of (part of) a config: what a result depends on."""
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def provenance(cfg: dict, seed: int) -> dict:

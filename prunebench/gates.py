@@ -187,13 +187,6 @@ def content_key(x: torch.Tensor) -> torch.Tensor:
     return splitmix64((values * weights).sum(1))
 
 
-def batch_norm_eval(norm: nn.BatchNorm2d, h: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
-    """Inference batch norm restricted to channels `idx` (all when None)."""
-    pick = (lambda t: t.index_select(0, idx) if t is not None and idx is not None else t)
-    return F.batch_norm(h, pick(norm.running_mean), pick(norm.running_var), pick(norm.weight),
-                        pick(norm.bias), False, 0.0, norm.eps)
-
-
 def union_index(active: torch.Tensor) -> torch.Tensor | None:
     """Channels active for any sample of a (N, C) mask; None when all are (no slicing needed)."""
     any_active = active.any(0)

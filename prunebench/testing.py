@@ -13,7 +13,6 @@ import torch
 from .api import Method, RunContext, UserError, get_method
 from .backbones import GatedResNet, build_backbone
 from .data import Dataset, Normalizer, load_dataset
-from .evaluate import evaluate
 from .flops import Accountant
 from .train import TrainSpec, fit, set_seed
 

@@ -7,7 +7,6 @@ import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Callable
 
 import numpy as np

@@ -122,6 +122,6 @@ def test_a_unit_no_sample_keeps_runs_in_skip_mode():
     net.policy = Off()
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
-        (a, ta), (b, tb) = net.run(x, "mask"), net.run(x, "skip")
+        (a, ta), (b, _) = net.run(x, "mask"), net.run(x, "skip")
     assert torch.allclose(a, b, atol=1e-5)
     assert ta.active_out["blocks.0.conv1"].tolist() == [0, 0, 0] == ta.active_in["blocks.0.conv2"].tolist()
