@@ -240,7 +240,7 @@ class DLP(Method):
     name = "dlp"
     knob = "blocks"
     test_time_knob = True
-    artifacts = ("expert_ranks",)
+    artifacts = {"expert_ranks": ("expert_images", "expert_batch")}
     hyperparameters = {
         "policy": "resnet8",          # resnet8 (BlockDrop's, a few % of the backbone) | resnet10 (official)
         "policy_width": 16,

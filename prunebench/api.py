@@ -66,7 +66,9 @@ class Method:
     knob: str = ""
     test_time_knob: bool = False
     hyperparameters: dict[str, Any] = {}
-    artifacts: tuple[str, ...] = ()   # per-backbone precomputations the workflow makes once (prepare)
+    # Per-backbone precomputations the workflow makes once (prepare): name -> the hyperparameters
+    # it depends on (a change of any other hyperparameter does not recompute it).
+    artifacts: dict[str, tuple[str, ...]] = {}
 
     def budget_range(self, backbone: GatedResNet) -> tuple[float, float]:
         """Inclusive range of valid budgets on this backbone."""

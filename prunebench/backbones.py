@@ -224,10 +224,7 @@ def _add_branch(out, branch, rows, channels):
 
 
 def _rows(gate, rows):
-    if gate is None or rows is None:
-        return gate
-    shift = gate.shift.index_select(0, rows) if gate.shift is not None else None
-    return type(gate)(gate.scale.index_select(0, rows), shift)
+    return gate if gate is None or rows is None else gate.rows(rows)
 
 
 def _scatter_pooled(h, n, width, rows, channels):

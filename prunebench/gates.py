@@ -18,16 +18,23 @@ from torch import nn
 class ChannelGate:
     """Per-sample channel gate of one conv unit, applied after its norm and before its activation.
 
-    out = act(scale * norm(conv(x)) + shift); a channel whose scale is 0 is not computed, so its
-    shift must be 0 there too (FBS puts its masked beta here, SANP its signed saliency).
+    out = act(scale * norm(conv(x)) + shift); an inactive channel is not computed, so its scale and
+    shift must be 0 there (FBS puts its masked beta here, SANP its signed saliency). Active means
+    scale != 0 unless `mask` says otherwise (an FBS winner may have a zero saliency).
     """
 
     scale: torch.Tensor                   # (N, C_out)
     shift: torch.Tensor | None = None     # (N, C_out) or None
+    mask: torch.Tensor | None = None      # (N, C_out) bool, or None: scale != 0
 
     @property
     def active(self) -> torch.Tensor:
-        return self.scale != 0
+        return self.scale != 0 if self.mask is None else self.mask
+
+    def rows(self, rows: torch.Tensor) -> "ChannelGate":
+        """The gate of a subset of the batch."""
+        pick = lambda t: t.index_select(0, rows) if t is not None else None  # noqa: E731
+        return ChannelGate(pick(self.scale), pick(self.shift), pick(self.mask))
 
 
 class GatePolicy(nn.Module):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import sys
@@ -42,6 +43,7 @@ class TrainSpec:
     augment_flip: bool = True
     channels_last: bool = True
     compile: str = "auto"                                            # auto | on | off
+    epoch_images: int = 0                                            # images per epoch, a fresh random subset (0: all)
 
     @classmethod
     def from_dict(cls, d: dict | None, where: str = "train") -> "TrainSpec":
@@ -57,8 +59,8 @@ class TrainSpec:
             raise UserError(f"{where}.schedule must be one of {SCHEDULES}, not {spec.schedule!r}")
         if str(spec.compile) not in ("auto", "on", "off"):
             raise UserError(f"{where}.compile must be auto, on or off, not {spec.compile!r}")
-        if spec.epochs < 0 or spec.batch_size < 1 or spec.lr <= 0:
-            raise UserError(f"{where}: epochs must be >= 0, batch_size >= 1 and lr > 0")
+        if spec.epochs < 0 or spec.batch_size < 1 or spec.lr <= 0 or spec.epoch_images < 0:
+            raise UserError(f"{where}: epochs must be >= 0, batch_size >= 1, lr > 0 and epoch_images >= 0")
         return spec
 
 
@@ -143,7 +145,8 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     normalize = Normalizer(data.mean, data.std, device, memory_format)
     n = len(data.train_x)
-    steps_per_epoch = n // spec.batch_size if n >= spec.batch_size else 1
+    per_epoch = min(n, spec.epoch_images) if spec.epoch_images else n
+    steps_per_epoch = per_epoch // spec.batch_size if per_epoch >= spec.batch_size else 1
     total_steps = steps_per_epoch * spec.epochs
     history, start_epoch = [], 0
     ckpt_path = run.checkpoint(name)
@@ -167,7 +170,8 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
             on_epoch_start(epoch)
         # One generator per epoch, derived from the seed: a resumed run draws the same batches.
         gen = torch.Generator().manual_seed(run.seed * 1_000_003 + epoch)
-        batches = batch_indices(n, spec.batch_size, shuffle=True, generator=gen, drop_last=n >= spec.batch_size)
+        batches = itertools.islice(batch_indices(n, spec.batch_size, shuffle=True, generator=gen,
+                                                 drop_last=n >= spec.batch_size), steps_per_epoch)
         bar = tqdm(batches, total=steps_per_epoch, desc=f"{name} {epoch + 1}/{spec.epochs}", disable=not show,
                    file=sys.stderr, leave=False)
         loss_sum, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()

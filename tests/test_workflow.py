@@ -89,6 +89,20 @@ def test_changing_one_method_reruns_only_its_jobs(smoke):
     assert jobs == {"train_method": n_uw, "evaluate": n_uw, "latency": n_uw, "gather": 1, "plot": 1, "all": 1}
 
 
+def test_artifacts_rerun_only_when_what_they_depend_on_changes(smoke):
+    cfg = yaml.safe_load((smoke / "smoke.yaml").read_text())
+    cfg["methods"]["blockdrop"]["hp"]["finetune"]["lr"] = 2e-4  # the curriculum policy does not depend on it
+    changed = smoke / "changed.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    n = len(cfg["methods"]["blockdrop"]["train_budgets"])
+    jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))
+    assert jobs == {"train_method": n, "evaluate": n, "latency": n, "gather": 1, "plot": 1, "all": 1}
+    cfg["methods"]["blockdrop"]["hp"]["curriculum"]["lr"] = 2e-3  # ... but on this
+    changed.write_text(yaml.safe_dump(cfg))
+    jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))
+    assert jobs["prepare"] == 1 and jobs["train_method"] == n
+
+
 def test_bad_config_fails_fast_with_the_key_path(smoke):
     cfg = yaml.safe_load((smoke / "smoke.yaml").read_text())
     cfg["pretrain"]["epochz"] = 3

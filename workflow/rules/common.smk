@@ -36,12 +36,13 @@ CONFIG_FILE = _write_resolved_config(CFG)
 DATASET = CFG["data"]["name"]
 
 
-def fingerprint(*sections, method=None):
+def fingerprint(*sections, method=None, hp_keys=None):
     """Hash of what a job depends on: params change -> Snakemake re-runs that job only.
-    A method contributes its hyperparameters (its budgets are in the paths already)."""
+    A method contributes its hyperparameters (all, or `hp_keys`; its budgets are in the paths)."""
     part = {k: CFG[k] for k in sections}
     if method is not None:
-        part["method"] = CFG["methods"][method]["hp"]
+        hp = CFG["methods"][method]["hp"]
+        part["method"] = hp if hp_keys is None else {k: hp[k] for k in hp_keys if k in hp}
     return config_hash(part)
 
 

@@ -5,7 +5,8 @@ rule prepare:
     output:
         RESULTS + "/{dataset}/{backbone}/seed{seed}/{method}/artifacts/{artifact}.pt",
     params:
-        fingerprint=lambda w: fingerprint("data", "backbone", "pretrain", method=w.method),
+        fingerprint=lambda w: fingerprint("data", "backbone", "pretrain", method=w.method,
+                                          hp_keys=ARTIFACTS[w.method][w.artifact]),
     log:
         RESULTS + "/logs/prepare/{dataset}_{backbone}_seed{seed}_{method}_{artifact}.log",
     benchmark:

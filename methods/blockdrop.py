@@ -1,0 +1,161 @@
+"""BlockDrop (Wu et al., CVPR 2018, arXiv 1711.08393; METHODS.md "BlockDrop"): block skipping by an RL policy.
+
+A ResNet-8 looks at the image once and outputs a keep-probability per residual block; at test
+time block k runs iff s_k >= 0.5. The policy is trained by REINFORCE with a self-critical
+baseline, first by a curriculum with the backbone frozen, then jointly with the backbone.
+Details follow the official code (github.com/Tushar-N/blockdrop, cl_training.py / finetune.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.distributions import Bernoulli
+
+from prunebench.api import Method, UserError, copy_backbone
+from prunebench.backbones import build_backbone
+from prunebench.gates import GatePolicy
+from prunebench.train import TrainSpec, fit
+
+
+def blockdrop_reward(logits: torch.Tensor, targets: torch.Tensor, policy: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Per sample: 1 - (blocks used / K)^2 if the prediction is correct, else -gamma (paper eq. 3)."""
+    used = policy.sum(1) / policy.shape[1]
+    correct = logits.argmax(1) == targets
+    return torch.where(correct, 1.0 - used ** 2, torch.full_like(used, -gamma))
+
+
+def draw_policies(probs: torch.Tensor, alpha: float, decided: torch.Tensor):
+    """The greedy policy (s >= 0.5 on the raw probabilities: the self-critical baseline), a sample from
+    the bounded probabilities s' = alpha*s + (1-alpha)*(1-s), and s'. Blocks the curriculum has not
+    reached yet (`decided` False) are forced on in both policies."""
+    bounded = alpha * probs + (1 - alpha) * (1 - probs)
+    greedy = (probs.detach() >= 0.5).float()
+    sample = torch.bernoulli(bounded.detach())
+    forced = ~decided
+    greedy[:, forced] = 1.0
+    sample[:, forced] = 1.0
+    return greedy, sample, bounded
+
+
+def curriculum_decided(num_blocks: int, epoch: int) -> torch.Tensor:
+    """Epoch e of the curriculum lets the policy decide the last e+1 blocks (paper sec. 3.3)."""
+    decided = torch.zeros(num_blocks, dtype=torch.bool)
+    decided[max(num_blocks - (epoch + 1), 0):] = True
+    return decided
+
+
+class BlockDropPolicy(GatePolicy):
+    """Keep-probabilities from a ResNet-8 on the image; block k runs iff s_k >= 0.5 (or as `given`)."""
+
+    gates_blocks = True
+
+    def __init__(self, num_blocks: int, in_channels: int, width: int):
+        super().__init__()
+        self.net = build_backbone("resnet8", num_blocks, in_channels, width=width)
+        self.given: torch.Tensor | None = None  # policies set by the training loop (sampled / greedy)
+        self.keep = None
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(x))
+
+    def begin(self, x):
+        self.keep = self.given if self.given is not None else (self.probabilities(x) >= 0.5).float()
+
+    def block_gate(self, index, pooled):
+        return self.keep[:, index]
+
+
+class BlockDrop(Method):
+    name = "blockdrop"
+    knob = "gamma"            # the penalty for a wrong prediction: larger keeps more blocks
+    test_time_knob = False
+    # The curriculum does not depend on gamma: like the official runs, one curriculum policy per
+    # backbone, fine-tuned jointly at each gamma.
+    artifacts = {"curriculum_policy": ("policy_width", "alpha", "beta", "curriculum_penalty", "curriculum")}
+    hyperparameters = {
+        "policy_width": 16,           # ResNet-8 widths 16/32/64, as the official CIFAR policy
+        "alpha": 0.8,                 # probability bounding
+        "beta": 0.1,                  # entropy bonus (curriculum only)
+        "curriculum_penalty": 1.0,    # the curriculum's gamma (official cl_training default: -1)
+        "curriculum": {"epochs": 60, "batch_size": 2048, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0,
+                       "schedule": "constant", "compile": "off"},
+        "finetune": {"epochs": 20, "batch_size": 256, "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0,
+                     "schedule": "constant", "compile": "off"},
+    }
+    quick_hp = {"curriculum": {"epochs": 3, "batch_size": 64}, "finetune": {"epochs": 1, "batch_size": 64}}
+
+    def budget_range(self, backbone):
+        return (0.0, 100.0)
+
+    def prepare(self, artifact, backbone, data, hp, run):
+        """Stage 1 (cl_training.py): the policy alone, backbone frozen in eval mode, the last e+1
+        blocks decided in epoch e, reward penalty `curriculum_penalty`, entropy bonus beta."""
+        if artifact != "curriculum_policy":
+            raise UserError(f"blockdrop has no artifact {artifact!r}")
+        net = copy_backbone(backbone, run.device)
+        k = net.num_blocks
+        spec = TrainSpec.from_dict(hp["curriculum"], "blockdrop.curriculum")
+        if spec.epochs < k:
+            raise UserError(f"blockdrop: curriculum.epochs is {spec.epochs}, but the curriculum adds one block "
+                            f"per epoch: it needs at least {k} epochs for this backbone's {k} blocks")
+        net.policy = policy = BlockDropPolicy(k, data.in_channels, hp["policy_width"]).to(run.device)
+        decided = torch.ones(k, dtype=torch.bool)
+
+        def start_epoch(epoch):
+            decided.copy_(curriculum_decided(k, epoch))
+            net.eval()
+            policy.train()
+
+        def loss_fn(model, x, y):
+            mask = decided.to(x.device)
+            log_prob, advantage, bounded, preds = policy_gradient(net, x, y, hp["alpha"], hp["curriculum_penalty"],
+                                                                  mask, train_backbone=False)
+            pg = -(log_prob * advantage[:, None] * mask.float()).sum()  # undecided blocks: loss masked
+            p = bounded.clamp(1e-15, 1 - 1e-15)
+            entropy = -(p * torch.log(p)).sum()  # the official bonus: -s' log s' (not the binary entropy)
+            return (pg - hp["beta"] * entropy) / len(y), preds
+
+        fit(net, data, spec, run, name="blockdrop-curriculum", loss_fn=loss_fn, params=policy.parameters(),
+            on_epoch_start=start_epoch)
+        return {"policy": {k: v.cpu() for k, v in policy.state_dict().items()}}
+
+    def train(self, backbone, data, budget, hp, run):
+        """Stage 2 (finetune.py): policy gradient summed over the batch + cross-entropy, everything
+        in train mode, reward penalty gamma = the budget."""
+        gamma = float(budget)
+        net = copy_backbone(backbone, run.device)
+        k = net.num_blocks
+        net.policy = policy = BlockDropPolicy(k, data.in_channels, hp["policy_width"])
+        curriculum = run.artifact("curriculum_policy", lambda: self.prepare("curriculum_policy", backbone, data, hp, run))
+        policy.load_state_dict(curriculum["policy"])
+        policy.to(run.device)
+        everything = torch.ones(k, dtype=torch.bool)
+
+        def loss_fn(model, x, y):
+            log_prob, advantage, _, preds = policy_gradient(net, x, y, hp["alpha"], gamma, everything.to(x.device),
+                                                            train_backbone=True)
+            return -(log_prob.sum(1) * advantage).sum() + F.cross_entropy(preds, y), preds
+
+        fit(net, data, TrainSpec.from_dict(hp["finetune"], "blockdrop.finetune"), run, name="blockdrop-finetune",
+            loss_fn=loss_fn)
+        return net.eval()
+
+
+def policy_gradient(net, x, y, alpha: float, gamma: float, decided: torch.Tensor, train_backbone: bool):
+    """One REINFORCE draw: log-probabilities of a sampled policy, its self-critical advantage over
+    the greedy policy, the bounded probabilities and the sampled policy's logits."""
+    policy = net.policy
+    greedy, sample, bounded = draw_policies(policy.probabilities(x), alpha, decided)
+    try:
+        with torch.no_grad():
+            policy.given = greedy
+            preds_greedy = net(x)
+        with torch.set_grad_enabled(train_backbone):
+            policy.given = sample
+            preds_sample = net(x)
+    finally:
+        policy.given = None
+    advantage = (blockdrop_reward(preds_sample.detach(), y, sample, gamma)
+                 - blockdrop_reward(preds_greedy, y, greedy, gamma))
+    return Bernoulli(bounded).log_prob(sample), advantage, bounded, preds_sample

@@ -1,0 +1,148 @@
+"""FBS: Feature Boosting and Suppression (Gao et al., ICLR 2019, arXiv 1810.05331; METHODS.md "FBS").
+
+Each gated conv predicts a saliency per output channel from its own pooled input, keeps exactly
+ceil(d*C) channels per sample (the winners) and scales them by their saliency; the gate takes the
+place of BN's affine scale. Trained from the dense model by stepping the density d down.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prunebench.api import Method, UserError, copy_backbone
+from prunebench.backbones import GatedResNet
+from prunebench.gates import ChannelGate, GatePolicy
+from prunebench.train import TrainSpec, fit
+
+
+def winners(density: float, channels: int) -> int:
+    """k = ceil(d*C) channels kept per sample (at least one)."""
+    return max(1, math.ceil(density * channels - 1e-9))
+
+
+def top_k_mask(saliency: torch.Tensor, k: int) -> torch.Tensor:
+    """(N, C) bool mask of each row's k largest saliencies; ties go to the lower channel index."""
+    order = torch.sort(saliency.detach(), dim=1, descending=True, stable=True).indices[:, :k]
+    return torch.zeros_like(saliency).scatter_(1, order, 1.0) > 0
+
+
+def _key(unit: str) -> str:
+    return unit.replace(".", "_")  # module dict keys cannot contain dots
+
+
+class FBSPolicy(GatePolicy):
+    """Per gated conv: g = act(FC(avgpool(input))), winners = top-k of g, gate = (mask*g, mask*beta)."""
+
+    def __init__(self, net: GatedResNet, units: list[str], density: float, beta_init: float):
+        super().__init__()
+        self.gated_units = frozenset(units)
+        self.density = density
+        self.saliency = nn.ModuleDict()
+        self.beta = nn.ParameterDict()
+        self.activation = {}
+        for unit in units:
+            conv_unit = net.unit(unit)
+            fc = nn.Linear(conv_unit.conv.in_channels, conv_unit.out_channels)
+            nn.init.ones_(fc.bias)  # every channel starts equally boosted (sec. 3.2)
+            self.saliency[_key(unit)] = fc
+            self.beta[_key(unit)] = nn.Parameter(torch.full((conv_unit.out_channels,), beta_init))
+            self.activation[unit] = conv_unit.relu  # the conv's own activation: ReLU, or identity
+        self.l1 = None
+
+    def begin(self, x):
+        self.l1 = x.new_zeros(())
+
+    def channel_gate(self, unit, pooled):
+        key = _key(unit)
+        g = self.saliency[key](pooled)
+        if self.activation[unit]:
+            g = F.relu(g)
+        mask = top_k_mask(g, winners(self.density, g.shape[1]))  # not differentiated: gradients reach the winners' g
+        scale = g * mask
+        self.l1 = self.l1 + scale.abs().sum()
+        return ChannelGate(scale, self.beta[key] * mask, mask)
+
+
+def remove_norm_affine(net: GatedResNet, unit: str) -> None:
+    """BN without its affine transform (the gate is the scale, beta the shift: keeping BN's gamma
+    as well would scale twice); the running statistics are kept."""
+    norm = net.unit(unit).norm
+    plain = nn.BatchNorm2d(norm.num_features, norm.eps, norm.momentum, affine=False).to(norm.running_mean.device)
+    plain.load_state_dict({k: v for k, v in norm.state_dict().items() if k not in ("weight", "bias")})
+    net.unit(unit).norm = plain
+
+
+def gated_units(net: GatedResNet, gate_stem: bool) -> list[str]:
+    """Every conv with a BN inside the residual branches, and the stem (as the official ResNet configs)."""
+    units = [u for u in net.unit_names() if u.startswith("blocks.") and not u.endswith("shortcut")]
+    if gate_stem:
+        units = ["stem", *units]
+    return [u for u in units if net.unit(u).norm is not None]
+
+
+def density_steps(target: float, steps: list) -> list[float]:
+    """The densities below d = 1 fine-tuned in turn: every configured step above the target, then the target."""
+    return sorted({target, *(float(s) for s in steps if target < s < 1.0)} - {1.0}, reverse=True)
+
+
+class FBS(Method):
+    name = "fbs"
+    knob = "density"
+    test_time_knob = False
+    # The d = 1 stage does not depend on the target density: made once per backbone (prepare).
+    artifacts = {"full_density": ("gate_stem", "beta_init", "l1", "full_density")}
+    hyperparameters = {
+        "full_density": {"epochs": 2, "lr": 0.01, "schedule": "cosine"},  # fine-tuning at d = 1 first
+        "steps": [0.75, 0.5, 0.25],   # densities fine-tuned on the way down to the target
+        "step": {"epochs": 1, "lr": 0.01, "schedule": "cosine"},      # each step above the target
+        "finetune": {"epochs": 2, "lr": 0.01, "schedule": "cosine"},  # at the target density
+        "l1": 1e-8,                   # lambda of the L1 penalty on the active saliencies
+        "beta_init": 0.1,
+        "gate_stem": True,
+    }
+    quick_hp = {"full_density": {"epochs": 1, "batch_size": 64}, "step": {"epochs": 1, "batch_size": 64},
+                "finetune": {"epochs": 1, "batch_size": 64}}
+
+    def budget_range(self, backbone):
+        return (0.01, 1.0)
+
+    def _gated(self, backbone, hp, run):
+        net = copy_backbone(backbone, run.device)
+        units = gated_units(net, hp["gate_stem"])
+        for unit in units:
+            remove_norm_affine(net, unit)
+        net.policy = FBSPolicy(net, units, 1.0, hp["beta_init"]).to(run.device)
+        return net
+
+    def _fit(self, net, data, spec, run, name, l1):
+        def loss_fn(model, x, y):
+            logits = model(x)
+            return F.cross_entropy(logits, y) + l1 * net.policy.l1 / len(y), logits
+
+        fit(net, data, spec, run, name=name, loss_fn=loss_fn)
+
+    def prepare(self, artifact, backbone, data, hp, run):
+        """The gated network fine-tuned at d = 1 (every channel kept, scaled by its saliency)."""
+        if artifact != "full_density":
+            raise UserError(f"fbs has no artifact {artifact!r}")
+        net = self._gated(backbone, hp, run)
+        self._fit(net, data, TrainSpec.from_dict(hp["full_density"], "fbs.full_density"), run, "fbs-d1", hp["l1"])
+        return {"state": {k: v.cpu() for k, v in net.state_dict().items()}}
+
+    def train(self, backbone, data, budget, hp, run):
+        if not all(isinstance(s, (int, float)) and 0 < s <= 1 for s in hp["steps"]):
+            raise UserError(f"fbs: steps must be densities in (0, 1], got {hp['steps']!r}")
+        net = self._gated(backbone, hp, run)
+        full = run.artifact("full_density", lambda: self.prepare("full_density", backbone, data, hp, run))
+        net.load_state_dict(full["state"])
+        steps = density_steps(float(budget), hp["steps"])
+        for density in steps:
+            net.policy.density = density
+            last = density == steps[-1]
+            spec = TrainSpec.from_dict(hp["finetune" if last else "step"], "fbs.finetune" if last else "fbs.step")
+            self._fit(net, data, spec, run, f"fbs-d{density:g}", hp["l1"])
+        return net.eval()

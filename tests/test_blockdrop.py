@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from prunebench.api import RunContext, copy_backbone, get_method
+from prunebench.methods.blockdrop import (BlockDropPolicy, blockdrop_reward, curriculum_decided,
+                                          draw_policies)
+
+
+def test_reward_cases():
+    logits = torch.tensor([[2.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
+    targets = torch.tensor([0, 0, 0, 0])  # the third prediction is wrong
+    policy = torch.tensor([[1.0, 1, 1, 1], [0, 0, 0, 0], [1, 1, 1, 1], [1, 1, 0, 0]])
+    reward = blockdrop_reward(logits, targets, policy, gamma=5.0)
+    # correct with all blocks: 1 - 1 = 0; correct with none: 1; wrong: -gamma (even with all blocks); half: 0.75
+    assert reward.tolist() == [0.0, 1.0, -5.0, 0.75]
+    wrong_without_blocks = blockdrop_reward(logits[2:3], targets[:1], policy[1:2], gamma=5.0)
+    assert wrong_without_blocks.item() == -5.0  # no sparsity credit when wrong
+
+
+def test_curriculum_decides_the_last_blocks_first_and_forces_the_rest_on():
+    assert curriculum_decided(5, 0).tolist() == [False, False, False, False, True]
+    assert curriculum_decided(5, 2).tolist() == [False, False, True, True, True]
+    assert curriculum_decided(5, 4).all() and curriculum_decided(5, 10).all()
+    torch.manual_seed(0)
+    probs = torch.full((200, 5), 0.1)  # the policy would drop every block
+    greedy, sample, bounded = draw_policies(probs, 0.8, curriculum_decided(5, 1))
+    assert (greedy[:, :3] == 1).all() and (sample[:, :3] == 1).all()  # forced on
+    assert (greedy[:, 3:] == 0).all() and sample[:, 3:].mean() < 0.5  # decided by the policy
+    assert torch.allclose(bounded, torch.full_like(probs, 0.8 * 0.1 + 0.2 * 0.9))  # s' = a*s + (1-a)(1-s)
+
+
+def test_curriculum_needs_an_epoch_per_block(tiny):
+    backbone, data = tiny
+    method = get_method("blockdrop")
+    hp = method.resolve_hp({"curriculum": {"epochs": backbone.num_blocks - 1}})
+    with pytest.raises(Exception, match="at least 3 epochs"):
+        method.prepare("curriculum_policy", backbone, data, hp, RunContext())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_larger_gamma_keeps_more_blocks(tiny, seed):
+    """A wrong prediction costs gamma: when mistakes are cheap the policy drops more blocks. (The
+    paper's direction; the curriculum stage alone, with the backbone frozen, isolates the reward.)"""
+    backbone, data = tiny
+    method = get_method("blockdrop")
+    blocks = {}
+    for gamma in (0.0, 10.0):
+        hp = method.resolve_hp({"policy_width": 4, "curriculum_penalty": gamma,
+                                "curriculum": {"epochs": 15, "batch_size": 64}})
+        trained = method.prepare("curriculum_policy", backbone, data, hp, RunContext(seed=seed))
+        net = copy_backbone(backbone)
+        net.policy = BlockDropPolicy(net.num_blocks, data.in_channels, 4)
+        net.policy.load_state_dict(trained["policy"])
+        blocks[gamma] = method.evaluate(net.eval(), data, gamma, RunContext()).records["blocks_executed"].mean()
+    assert blocks[0.0] < blocks[10.0]

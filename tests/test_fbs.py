@@ -1,0 +1,70 @@
+import torch
+
+from prunebench.data import Normalizer
+from prunebench.flops import Accountant
+from prunebench.methods.fbs import FBSPolicy, density_steps, gated_units, remove_norm_affine, winners
+from prunebench.api import copy_backbone
+
+
+def _fbs(backbone, density):
+    net = copy_backbone(backbone)
+    units = gated_units(net, gate_stem=True)
+    for unit in units:
+        remove_norm_affine(net, unit)
+    net.policy = FBSPolicy(net, units, density, beta_init=0.1)
+    return net.eval(), units
+
+
+def test_exactly_k_winners_per_sample(tiny):
+    backbone, data = tiny
+    x = Normalizer(data.mean, data.std)(data.test_x[:16])
+    for density in (0.1, 0.3, 0.5, 0.75, 1.0):
+        net, units = _fbs(backbone, density)
+        with torch.no_grad():
+            _, trace = net.run(x)
+        for unit in units:
+            k = winners(density, net.unit(unit).out_channels)
+            assert (trace.gated_active[unit] == k).all(), (unit, density)
+
+
+def test_gate_initialisation_and_no_double_scaling(tiny):
+    net, units = _fbs(tiny[0], 0.5)
+    assert units[0] == "stem" and "blocks.0.conv2" in units
+    for unit in units:
+        fc = net.policy.saliency[unit.replace(".", "_")]
+        assert torch.equal(fc.bias, torch.ones_like(fc.bias))  # all channels start boosted equally
+        assert torch.allclose(net.policy.beta[unit.replace(".", "_")], torch.tensor(0.1))
+        norm = net.unit(unit).norm
+        assert norm.weight is None and norm.bias is None  # the gate is BN's scale: no gamma besides
+        assert torch.equal(norm.running_var, tiny[0].unit(unit).norm.running_var)
+
+
+def test_gradient_reaches_the_winners_only(tiny):
+    net, _ = _fbs(tiny[0], 0.5)
+    unit = "blocks.1.conv1"
+    fc = net.policy.saliency[unit.replace(".", "_")]
+    torch.nn.init.zeros_(fc.weight)  # g = relu(1 + tiny): positive everywhere
+    fc.weight.data += 1e-3 * torch.randn_like(fc.weight)
+    net.policy.begin(torch.zeros(1))
+    gate = net.policy.channel_gate(unit, torch.randn(6, fc.in_features))
+    gate.scale.sum().backward()
+    assert torch.equal(fc.bias.grad, gate.mask.float().sum(0))  # d(sum of winners' g)/d(bias) per channel
+
+
+def test_inner_convs_cost_a_quarter_at_half_density(tiny):
+    backbone, data = tiny
+    net, _ = _fbs(backbone, 0.5)
+    accountant = Accountant(net, (data.in_channels, *data.image_size))
+    with torch.no_grad():
+        _, trace = net.run(Normalizer(data.mean, data.std)(data.test_x[:8]))
+    for block in range(net.num_blocks):
+        unit = f"blocks.{block}.conv2"
+        cost = accountant.units[unit]
+        used = cost.dense_macs * trace.active_in[unit] * trace.active_out[unit] / (cost.in_channels * cost.out_channels)
+        assert torch.allclose(used / cost.dense_macs, torch.tensor(0.25))  # input and output halved
+
+
+def test_density_steps_down_from_one():
+    assert density_steps(0.5, [0.75, 0.5, 0.25]) == [0.75, 0.5]  # after the d = 1 stage
+    assert density_steps(0.6, [0.75, 0.5]) == [0.75, 0.6]
+    assert density_steps(1.0, [0.75, 0.5]) == []
