@@ -32,6 +32,7 @@ class RunContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("prunebench"))
     checkpoints: set = field(default_factory=set)
     artifacts: dict = field(default_factory=dict)  # name -> path of a precomputed artifact
+    identity: str = ""  # what the job computes (method, budget, hp): checkpoints of another are not resumed
 
     def artifact(self, name: str, compute):
         """A method's per-backbone precomputation: loaded from the workflow's output if given,

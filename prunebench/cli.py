@@ -15,7 +15,7 @@ import torch
 
 from .api import RunContext, UserError, get_method, registered_methods
 from .backbones import build_backbone
-from .config import backbone_spec, load_config, provenance
+from .config import backbone_spec, config_hash, load_config, provenance
 from .data import DatasetError, Normalizer, load_dataset
 from .io import save_torch, write_json, write_parquet
 from .train import TrainSpec, accuracy, fit, set_seed
@@ -26,11 +26,14 @@ def _dataset(cfg):
     return load_dataset(d["name"], d["path"], val_size=d["val_size"], download=d["download"], **d["synthetic"])
 
 
-def _run_context(args, out: Path) -> RunContext:
+def _run_context(args, out: Path, **identity) -> RunContext:
+    """Checkpoints go beside the output; `identity` (what the job computes) keeps a job from
+    resuming another job's checkpoint there."""
     from .devices import pick_device
 
     device = pick_device(args.device)
-    return RunContext(seed=args.seed, device=device, out_dir=out.parent, progress=args.progress or None)
+    return RunContext(seed=args.seed, device=device, out_dir=out.parent, progress=args.progress or None,
+                      identity=config_hash(identity))
 
 
 def _method_hp(cfg, method) -> dict:
@@ -62,9 +65,9 @@ def cmd_pretrain(args):
     cfg = load_config(args.config)
     data = _dataset(cfg)
     out = Path(args.out)
-    run = _run_context(args, out)
-    set_seed(args.seed)
     b = backbone_spec(cfg, args.backbone)
+    run = _run_context(args, out, backbone=b)
+    set_seed(args.seed)
     net = build_backbone(b["name"], data.num_classes, data.in_channels, shortcut=b["shortcut"], width=b["width"])
     spec = TrainSpec.from_dict(cfg["pretrain"], "pretrain")
     history = fit(net, data, spec, run, name=f"{out.name}.pretrain")
@@ -92,7 +95,7 @@ def cmd_train(args):
     hp = _method_hp(cfg, method)
     data = _dataset(cfg)
     out = Path(args.out)
-    run = _run_context(args, out)
+    run = _run_context(args, out, method=method.name, budget=budget, hp=hp, artifacts=args.artifact or [])
     for spec in args.artifact or []:
         name, _, path = spec.partition("=")
         if name not in method.artifacts or not path:
@@ -116,9 +119,10 @@ def cmd_prepare(args):
     backbone, _ = load_model(args.backbone_model)
     hp = _method_hp(cfg, method)
     data = _dataset(cfg)
-    run = _run_context(args, Path(args.out))
+    run = _run_context(args, Path(args.out), method=method.name, artifact=args.artifact, hp=hp)
     set_seed(args.seed)
     save_torch(method.prepare(args.artifact, backbone, data, hp, run), args.out)
+    run.remove_checkpoints()
     print(f"{method.name} {args.artifact} -> {args.out}")
 
 

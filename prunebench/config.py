@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import subprocess
+from dataclasses import fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from .api import UserError, get_method, registered_methods
 from .backbones import build_backbone
 from .data import DATASET_NAMES
 from .train import TrainSpec
+
+TRAIN_SPEC_KEYS = frozenset(f.name for f in fields(TrainSpec))
 
 DEFAULTS = {
     "data": {"name": "fashion_mnist", "path": None, "val_size": 5000, "download": True, "synthetic": {}},
@@ -82,6 +85,9 @@ def validate(raw: dict) -> dict:
                             f"{', '.join(sorted(METHOD_KEYS))}")
         method = get_method(name)
         entry["hp"] = method.resolve_hp(entry.get("hp"))
+        for key, value in entry["hp"].items():  # training stages (e.g. dlp.finetune) are checked here, not mid-run
+            if isinstance(value, dict) and set(method.hyperparameters[key]) <= TRAIN_SPEC_KEYS:
+                TrainSpec.from_dict(value, f"methods.{name}.hp.{key}")
         for key in ("train_budgets", "eval_budgets"):
             budgets = entry.get(key) or []
             if not isinstance(budgets, list):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import random
@@ -84,6 +85,12 @@ def _set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
 
 
+def _structure_key(net: nn.Module) -> str:
+    """Hash of a model's parameter and buffer names and shapes."""
+    shapes = [(k, tuple(v.shape)) for k, v in net.state_dict().items()]
+    return hashlib.sha256(repr(shapes).encode()).hexdigest()[:12]
+
+
 def lr_factor(spec: TrainSpec, step: int, total: int) -> float:
     """Multiplier of the base learning rate at optimizer step `step` of `total`."""
     t = step / max(total, 1)
@@ -150,7 +157,8 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
     total_steps = steps_per_epoch * spec.epochs
     history, start_epoch = [], 0
     ckpt_path = run.checkpoint(name)
-    settings = {"spec": asdict(spec), "seed": run.seed, "data": data.name, "n_train": n}
+    settings = {"spec": asdict(spec), "seed": run.seed, "data": data.name, "n_train": n, "job": run.identity,
+                "structure": _structure_key(net)}
     if ckpt_path is not None and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if state.get("settings") != settings:  # a checkpoint of other settings is not this job's

@@ -66,9 +66,11 @@ def test_config_errors_name_the_key_path():
         validate({"methods": {"uniform_width": {"train_budgets": [-1]}}})
     with pytest.raises(UserError, match="knob is set at train time"):
         validate({"methods": {"uniform_width": {"train_budgets": [0.5], "eval_budgets": [0.5]}}})
+    with pytest.raises(UserError, match="unknown config key 'methods.blockdrop.hp.curriculum.epochz'"):
+        validate({"methods": {"blockdrop": {"train_budgets": [1], "hp": {"curriculum": {"epochz": 3}}}}})
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "paper-cifar10.yaml"])
 def test_shipped_configs_are_valid(name):
     from pathlib import Path
 

@@ -60,3 +60,31 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tiny, tmp_path):
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert all(torch.equal(x, y) for x, y in zip(full.state_dict().values(), resumed.state_dict().values()))
     assert not list(tmp_path.glob("*.tmp"))  # no partial files left behind
+
+
+def test_a_checkpoint_of_another_job_is_not_resumed(tiny, tmp_path):
+    _, data = tiny
+    spec = TrainSpec(epochs=1, batch_size=64, lr=0.05, compile="off")
+    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))  # noqa: E731
+
+    def other_init(width=4):
+        torch.manual_seed(5)
+        return build_backbone("resnet8", data.num_classes, data.in_channels, width=width)
+
+    done = small_net(data)
+    fit(done, data, spec, RunContext(seed=2, out_dir=tmp_path, identity="job-a"), name="stage")
+    resumed = other_init()
+    fit(resumed, data, spec, RunContext(seed=2, out_dir=tmp_path, identity="job-a"), name="stage")
+    assert same(resumed, done)  # the same job picks up its finished checkpoint
+    other = other_init()
+    fit(other, data, spec, RunContext(seed=2, out_dir=tmp_path, identity="job-b"), name="stage")
+    assert not same(other, done)  # another job trains afresh
+    wider = other_init(width=8)  # same job name, another structure: trained, not a load error
+    fit(wider, data, spec, RunContext(seed=2, out_dir=tmp_path, identity="job-a"), name="stage")
+
+
+def test_an_epoch_can_be_a_random_subset(tiny):
+    _, data = tiny
+    spec = TrainSpec(epochs=1, batch_size=32, lr=0.05, compile="off", epoch_images=64)
+    history = fit(small_net(data), data, spec, RunContext(seed=0))
+    assert history[0]["images_per_s"] * history[0]["seconds"] == pytest.approx(64)
