@@ -1,6 +1,7 @@
 """The whole Snakemake DAG on the smoke config: tables, figures, report, incremental re-runs, notebook."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,8 +54,7 @@ def smoke(tmp_path_factory):
 def test_summary_table_rows_and_columns(smoke):
     cfg = yaml.safe_load((smoke / "smoke.yaml").read_text())
     summary = pd.read_csv(smoke / "results/tables/summary.csv")
-    expected = sum(len(m.get("eval_budgets") or m["train_budgets"]) * len(m["train_budgets"])
-                   for m in cfg["methods"].values())
+    expected = sum(len(m["train_budgets"]) * len(m.get("eval_budgets") or [None]) for m in cfg["methods"].values())
     assert len(summary) == expected
     assert set(summary["method"]) == set(cfg["methods"])
     for column in ("dataset", "backbone", "method", "train_budget", "eval_budget", "seed", "accuracy", "macs_mean",
@@ -114,7 +114,7 @@ def test_bad_config_fails_fast_with_the_key_path(smoke):
     cfg["methods"]["nonexistent_method"] = {"train_budgets": [1]}
     bad.write_text(yaml.safe_dump(cfg))
     result = snakemake(smoke, "-n", "--cores", "1", config=bad, check=False)
-    assert result.returncode != 0 and "registered methods: dense" in result.stdout + result.stderr
+    assert result.returncode != 0 and re.search(r"registered methods: [a-z_, ]*\bdense\b", result.stdout + result.stderr)
 
 
 def test_report(smoke):
