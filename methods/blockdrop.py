@@ -88,18 +88,22 @@ class BlockDrop(Method):
     def budget_range(self, backbone):
         return (0.0, 100.0)
 
+    def _with_policy(self, backbone, data, hp, run):
+        net = copy_backbone(backbone, run.device)
+        net.policy = BlockDropPolicy(net.num_blocks, data.in_channels, hp["policy_width"]).to(run.device)
+        return net, net.policy, net.num_blocks
+
     def prepare(self, artifact, backbone, data, hp, run):
         """Stage 1 (cl_training.py): the policy alone, backbone frozen in eval mode, the last e+1
         blocks decided in epoch e, reward penalty `curriculum_penalty`, entropy bonus beta."""
         if artifact != "curriculum_policy":
             raise UserError(f"blockdrop has no artifact {artifact!r}")
-        net = copy_backbone(backbone, run.device)
-        k = net.num_blocks
+        k = backbone.num_blocks
         spec = TrainSpec.from_dict(hp["curriculum"], "blockdrop.curriculum")
         if spec.epochs < k:
             raise UserError(f"blockdrop: curriculum.epochs is {spec.epochs}, but the curriculum adds one block "
                             f"per epoch: it needs at least {k} epochs for this backbone's {k} blocks")
-        net.policy = policy = BlockDropPolicy(k, data.in_channels, hp["policy_width"]).to(run.device)
+        net, policy, _ = self._with_policy(backbone, data, hp, run)
         decided = torch.ones(k, dtype=torch.bool)
 
         def start_epoch(epoch):
@@ -124,12 +128,9 @@ class BlockDrop(Method):
         """Stage 2 (finetune.py): policy gradient summed over the batch + cross-entropy, everything
         in train mode, reward penalty gamma = the budget."""
         gamma = float(budget)
-        net = copy_backbone(backbone, run.device)
-        k = net.num_blocks
-        net.policy = policy = BlockDropPolicy(k, data.in_channels, hp["policy_width"])
+        net, policy, k = self._with_policy(backbone, data, hp, run)
         curriculum = run.artifact("curriculum_policy", lambda: self.prepare("curriculum_policy", backbone, data, hp, run))
         policy.load_state_dict(curriculum["policy"])
-        policy.to(run.device)
         everything = torch.ones(k, dtype=torch.bool)
 
         def loss_fn(model, x, y):

@@ -19,7 +19,7 @@ from torch import nn
 from prunebench.api import Method, UserError, copy_backbone
 from prunebench.backbones import GatedResNet, build_backbone
 from prunebench.data import Dataset, Normalizer, batch_indices
-from prunebench.gates import GatePolicy, content_key
+from prunebench.gates import GatePolicy, content_key, top_k_mask
 from prunebench.train import TrainSpec, fit
 
 
@@ -28,8 +28,7 @@ from prunebench.train import TrainSpec, fit
 
 def top_blocks(scores: torch.Tensor, blocks: int) -> torch.Tensor:
     """(N, K) 0/1 mask of each row's `blocks` highest scores; ties go to the lower block index."""
-    order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :blocks]
-    return torch.zeros_like(scores, dtype=torch.float32).scatter_(1, order, 1.0)
+    return top_k_mask(scores, blocks).float()
 
 
 class RankPolicy(GatePolicy):

@@ -15,19 +15,13 @@ from torch import nn
 
 from prunebench.api import Method, UserError, copy_backbone
 from prunebench.backbones import GatedResNet
-from prunebench.gates import ChannelGate, GatePolicy
+from prunebench.gates import ChannelGate, GatePolicy, top_k_mask
 from prunebench.train import TrainSpec, fit
 
 
 def winners(density: float, channels: int) -> int:
     """k = ceil(d*C) channels kept per sample (at least one)."""
     return max(1, math.ceil(density * channels - 1e-9))
-
-
-def top_k_mask(saliency: torch.Tensor, k: int) -> torch.Tensor:
-    """(N, C) bool mask of each row's k largest saliencies; ties go to the lower channel index."""
-    order = torch.sort(saliency.detach(), dim=1, descending=True, stable=True).indices[:, :k]
-    return torch.zeros_like(saliency).scatter_(1, order, 1.0) > 0
 
 
 def _key(unit: str) -> str:

@@ -92,9 +92,8 @@ def validate(raw: dict) -> dict:
             budgets = entry.get(key) or []
             if not isinstance(budgets, list):
                 raise UserError(f"config key 'methods.{name}.{key}' must be a list")
-            for backbone in backbones:
-                checked = [method.check_budget(backbone, b) for b in budgets]
-            entry[key] = checked
+            # valid on every backbone of the config; the values are the same on each
+            entry[key] = [[method.check_budget(backbone, b) for b in budgets] for backbone in backbones][0]
         if entry["eval_budgets"] and not method.test_time_knob:
             raise UserError(f"config key 'methods.{name}.eval_budgets': {name}'s knob is set at train time; "
                             f"list its budgets under train_budgets")

@@ -194,6 +194,13 @@ def content_key(x: torch.Tensor) -> torch.Tensor:
     return splitmix64((values * weights).sum(1))
 
 
+def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """(N, C) bool mask of each row's k highest scores; ties go to the lower index (exactly k per row)."""
+    order = torch.sort(scores.detach(), dim=1, descending=True, stable=True).indices[:, :k]
+    # scatter a float, then compare: torch.jit (fvcore's tracer) has no bool-valued scatter_
+    return torch.zeros_like(scores, dtype=torch.float32).scatter_(1, order, 1.0) > 0
+
+
 def union_index(active: torch.Tensor) -> torch.Tensor | None:
     """Channels active for any sample of a (N, C) mask; None when all are (no slicing needed)."""
     any_active = active.any(0)
