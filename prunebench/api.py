@@ -70,6 +70,9 @@ class Method:
     # Per-backbone precomputations the workflow makes once (prepare): name -> the hyperparameters
     # it depends on (a change of any other hyperparameter does not recompute it).
     artifacts: dict[str, tuple[str, ...]] = {}
+    # A method that runs another method's trained models in its own way (e.g. LC-Net's sequential
+    # mode): the workflow derives its models from `derived_from`'s with `derive`, training nothing.
+    derived_from: str | None = None
 
     def budget_range(self, backbone: GatedResNet) -> tuple[float, float]:
         """Inclusive range of valid budgets on this backbone."""
@@ -81,6 +84,10 @@ class Method:
 
     def prepare(self, artifact: str, backbone: GatedResNet, data: Dataset, hp: dict, run: RunContext):
         """Compute one of `artifacts` (saved by the workflow and handed to train via run.artifacts)."""
+        raise NotImplementedError
+
+    def derive(self, net: GatedResNet) -> GatedResNet:
+        """Turn a model trained by `derived_from` (at the same budget, same hyperparameters) into this method's."""
         raise NotImplementedError
 
     def configure(self, net: GatedResNet, budget) -> None:

@@ -111,6 +111,21 @@ def cmd_train(args):
     print(f"{method.name} at {method.knob}={budget} -> {out}")
 
 
+def cmd_derive(args):
+    cfg = load_config(args.config)
+    method = get_method(args.method)
+    if method.derived_from is None:
+        raise UserError(f"{method.name} is trained, not derived: use `prunebench train`")
+    net, meta = load_model(args.trained_model)
+    if meta.get("method") != method.derived_from:
+        raise UserError(f"{args.trained_model} holds a {meta.get('method') or meta.get('kind')} model; "
+                        f"{method.name} is derived from {method.derived_from}'s")
+    net = method.derive(net)
+    save_torch({"model": net, "meta": {**meta, "method": method.name, "derived_from": args.trained_model,
+                                      **provenance(cfg, args.seed)}}, args.out)
+    print(f"{method.name} at {method.knob}={meta['budget']} (from {method.derived_from}) -> {args.out}")
+
+
 def cmd_prepare(args):
     cfg = load_config(args.config)
     method = get_method(args.method)
@@ -227,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", required=True)
     p.add_argument("--backbone-model", required=True, help="model file written by pretrain")
     p.add_argument("--artifact", action="append", help="NAME=PATH of a precomputed artifact (see prepare)")
+    p.add_argument("--out", required=True)
+    p = verb("derive", cmd_derive, "a derived method's model from its parent's trained model (e.g. lcnet_seq)")
+    p.add_argument("--method", required=True)
+    p.add_argument("--trained-model", required=True, help="model file the parent method's train wrote")
     p.add_argument("--out", required=True)
     p = verb("prepare", cmd_prepare, "a method's per-backbone precomputation (e.g. DLP's expert ranks)")
     p.add_argument("--method", required=True)

@@ -98,7 +98,27 @@ def validate(raw: dict) -> dict:
             raise UserError(f"config key 'methods.{name}.eval_budgets': {name}'s knob is set at train time; "
                             f"list its budgets under train_budgets")
         cfg["methods"][name] = entry
+    for name, entry in cfg["methods"].items():
+        _check_derived(name, entry, cfg["methods"], raw.get("methods", {}).get(name) or {})
     return cfg
+
+
+def _check_derived(name: str, entry: dict, methods: dict, raw_entry: dict) -> None:
+    """A derived method evaluates its parent's models: the parent runs too, at the same budgets and hp."""
+    parent = get_method(name).derived_from
+    if parent is None:
+        return
+    if parent not in methods:
+        raise UserError(f"config key 'methods.{name}': {name} runs {parent}'s trained models; "
+                        f"list {parent} under methods as well")
+    if "hp" in raw_entry and entry["hp"] != methods[parent]["hp"]:  # (a resolved config repeats them)
+        raise UserError(f"config key 'methods.{name}.hp': {name} takes its hyperparameters from "
+                        f"methods.{parent}.hp; remove it")
+    missing = [b for b in entry["train_budgets"] if b not in methods[parent]["train_budgets"]]
+    if missing:
+        raise UserError(f"config key 'methods.{name}.train_budgets': {missing} not in methods.{parent}.train_budgets "
+                        f"({name} runs {parent}'s models)")
+    entry["hp"] = methods[parent]["hp"]
 
 
 def backbone_spec(cfg: dict, name: str | None = None) -> dict:

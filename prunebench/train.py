@@ -114,12 +114,16 @@ def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
 
 
 def make_optimizer(params, spec: TrainSpec) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
-    if not params:
+    """Parameters, or parameter groups ({"params": [...], "lr": ...}), that require a gradient."""
+    params = list(params)
+    groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
         raise UserError("nothing to train: no parameter requires a gradient")
     if spec.optimizer == "adam":
-        return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
-    return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov and spec.momentum > 0,
+        return torch.optim.Adam(groups, lr=spec.lr, weight_decay=spec.weight_decay)
+    return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov and spec.momentum > 0,
                            weight_decay=spec.weight_decay)
 
 
@@ -233,3 +237,26 @@ def accuracy(net: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, normalize: 
         correct += int((net(normalize(x_uint8[idx])).argmax(1).cpu() == y[idx]).sum())
     net.train(was_training)
     return correct / max(len(y), 1)
+
+
+@torch.no_grad()
+def recalibrate_bn(net: nn.Module, data: Dataset, images: int, batch_size: int = 256) -> None:
+    """Re-estimate the backbone's BN running statistics on `images` training images (no augmentation)
+    with everything else in eval mode, so the statistics match the gates applied at inference."""
+    norms = [m for name, m in net.named_modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and not name.startswith("policy.")]
+    device = next(net.parameters()).device
+    normalize = Normalizer(data.mean, data.std, device)
+    net.eval()
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+        m.train()
+    try:
+        for idx in batch_indices(min(images, len(data.train_x)), batch_size, shuffle=False):
+            net(normalize(data.train_x[idx]))
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
+        net.eval()

@@ -50,6 +50,25 @@ def fingerprint(*sections, method=None, hp_keys=None):
 ARTIFACTS = {name: get_method(name).artifacts for name in CFG["methods"]}
 
 
+# Methods that run another method's trained models (e.g. lcnet_seq from lcnet): method -> parent.
+DERIVED = {name: get_method(name).derived_from for name in CFG["methods"] if get_method(name).derived_from}
+
+
+def train_inputs(w):
+    """A trained method's inputs: the pretrained backbone and its artifacts; a derived one's: its parent's model."""
+    if w.method in DERIVED:
+        return {"trained": RUN.format(dataset=w.dataset, backbone=w.backbone, seed=w.seed, method=DERIVED[w.method],
+                                      train_budget=w.train_budget) + "/model.pt"}
+    return {**artifact_paths(w), "backbone": f"{RESULTS}/{w.dataset}/{w.backbone}/seed{w.seed}/pretrain/model.pt"}
+
+
+def train_command(w, input):
+    if w.method in DERIVED:
+        return f"derive --trained-model {input.trained}"
+    artifacts = " ".join(f"--artifact {name}={path}" for name, path in artifact_paths(w).items())
+    return f"train --budget {w.train_budget} --backbone-model {input.backbone} {artifacts}"
+
+
 def artifact_paths(w):
     base = f"{RESULTS}/{w.dataset}/{w.backbone}/seed{w.seed}/{w.method}/artifacts"
     return {name: f"{base}/{name}.pt" for name in ARTIFACTS[w.method]}

@@ -20,15 +20,15 @@ rule prepare:
 
 
 rule train_method:
-    """One method at one train-time budget, from the pretrained backbone (and its artifacts)."""
+    """One method at one train-time budget, from the pretrained backbone (and its artifacts); a derived
+    method (e.g. lcnet_seq) takes its parent's trained model instead and trains nothing."""
     input:
-        unpack(artifact_paths),
-        backbone=RESULTS + "/{dataset}/{backbone}/seed{seed}/pretrain/model.pt",
+        unpack(train_inputs),
     output:
         model=RUN + "/model.pt",
     params:
-        fingerprint=lambda w: fingerprint("data", "backbone", "pretrain", method=w.method),
-        artifacts=lambda w: " ".join(f"--artifact {name}={path}" for name, path in artifact_paths(w).items()),
+        fingerprint=lambda w: fingerprint("data", "backbone", "pretrain", method=DERIVED.get(w.method, w.method)),
+        command=train_command,
     log:
         RESULTS + "/logs/train/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}.log",
     benchmark:
@@ -37,6 +37,5 @@ rule train_method:
     resources:
         gpu=1,
     shell:
-        "prunebench train --config " + CONFIG_FILE + " --method {wildcards.method} --budget {wildcards.train_budget}"
-        " --seed {wildcards.seed} --threads {threads} --backbone-model {input.backbone} {params.artifacts}"
-        " --out {output.model} > {log} 2>&1"
+        "prunebench {params.command} --config " + CONFIG_FILE + " --method {wildcards.method}"
+        " --seed {wildcards.seed} --threads {threads} --out {output.model} > {log} 2>&1"

@@ -1,0 +1,153 @@
+"""LC-Net: fully dynamic inference with L-Net and C-Net (Xiao et al., arXiv 2007.15151; METHODS.md "LC-Net").
+
+Per residual block, one global average pool of the block input feeds L-Net (FC -> ReLU-1: one block
+salience S_L per sample) and C-Net (FC -> ReLU-1: one salience per output channel of the block's
+first conv, S_C). The block computes relu(S_L * F(x) + shortcut(x)) with S_C scaling the first
+conv's output; S_L = 0 skips the block, S_C = 0 skips the channel (sec. 3.1-3.3). One trained model
+runs in two modes (sec. 4.2): parallel (`lcnet`: the gates run beside the first conv, which always
+runs) and sequential (`lcnet_seq`: gates first, so a skipped block or channel costs nothing).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prunebench.api import Method, copy_backbone
+from prunebench.backbones import GatedResNet, build_backbone
+from prunebench.gates import ChannelGate, GatePolicy
+from prunebench.train import TrainSpec, fit, recalibrate_bn
+
+
+def relu1(x: torch.Tensor, slope: float = 0.0) -> torch.Tensor:
+    """ReLU-1 = clamp(x, 0, 1) (eq. 5); with slope > 0 the leaky form used in training (sec. 3.3.1):
+    slope*x below 0 and 1 + slope*(x - 1) above 1, so a closed gate still gets a gradient."""
+    if slope == 0.0:
+        return torch.clamp(x, 0.0, 1.0)
+    return torch.where(x < 0, slope * x, torch.where(x > 1, 1 + slope * (x - 1), x))
+
+
+class LCNetPolicy(GatePolicy):
+    """Per block: L-Net FC(C_in -> 1) and C-Net FC(C_in -> C_mid) on one shared pooled block input."""
+
+    gates_blocks = True
+
+    def __init__(self, net: GatedResNet, slope: float, gate_bias: float):
+        super().__init__()
+        self.slope = slope
+        self.gated_units = frozenset(b.prefix + b.unit_names[0] for b in net.blocks)
+        self.l_net, self.c_net = nn.ModuleList(), nn.ModuleList()
+        for block in net.blocks:
+            c_in, c_mid = getattr(block, block.unit_names[0]).conv.in_channels, getattr(block, block.unit_names[0]).out_channels
+            for fc in (l_fc := nn.Linear(c_in, 1), c_fc := nn.Linear(c_in, c_mid)):
+                # [choice] zero weights, bias `gate_bias`: every gate starts open at the same value
+                nn.init.zeros_(fc.weight)
+                nn.init.constant_(fc.bias, gate_bias)
+            self.l_net.append(l_fc)
+            self.c_net.append(c_fc)
+        self._channel_salience = {}
+        self.l1_terms = None
+
+    def begin(self, x):
+        self._channel_salience = {}
+        self.l1_terms = []
+
+    def _relu1(self, x):
+        return relu1(x, self.slope if self.training else 0.0)  # leaky in training, hard at inference
+
+    def block_gate(self, index, pooled):
+        s_l = self._relu1(self.l_net[index](pooled)).squeeze(1)
+        s_c = self._relu1(self.c_net[index](pooled))
+        # C-Net shares L-Net's pooled block input (sec. 3.3): keep it for the block's first conv.
+        self._channel_salience[index] = s_c
+        self.l1_terms.append((s_l.abs(), s_c.abs()))
+        return s_l
+
+    def channel_gate(self, unit, pooled):
+        return ChannelGate(self._channel_salience[int(unit.split(".")[1])])
+
+    def l1(self) -> torch.Tensor:
+        """sum over the blocks of |S_L| + sum over blocks and channels of |S_C|, batch mean (sec. 4.2)."""
+        return sum(s_l.sum() + s_c.sum() for s_l, s_c in self.l1_terms) / self.l1_terms[0][0].shape[0]
+
+
+class LCNet(Method):
+    """From the pretrained backbone with L1 on S_L and S_C; the L1 coefficient is the knob."""
+
+    name = "lcnet"
+    knob = "l1"
+    test_time_knob = False
+    parallel = True
+    hyperparameters = {
+        # [choice] leaky ReLU-1 slope (not published; METHODS.md suggests 0.01-0.1): the low end, since a
+        # closed gate's leak (slope * x, x far below 0) is a training-only signal inference drops
+        "slope": 0.01,
+        "gate_bias": 1.0,     # [choice] gates start fully open: the pretrained function at the start
+        # [choice] BN statistics re-estimated with the hard (inference) gates on this many training
+        # images after training (0: off): training normalised leaky gates
+        "recalibrate_images": 10000,
+        "finetune": {"epochs": 3, "lr": 0.01, "schedule": "cosine"},
+    }
+    quick_hp = {"finetune": {"epochs": 1, "batch_size": 64}}
+
+    def budget_range(self, backbone):
+        return (0.0, 100.0)
+
+    def _initial(self, backbone: GatedResNet, hp: dict, run) -> GatedResNet:
+        return copy_backbone(backbone, run.device)
+
+    def train(self, backbone, data, budget, hp, run):
+        net = self._initial(backbone, hp, run)
+        net.policy = LCNetPolicy(net, hp["slope"], hp["gate_bias"]).to(run.device)
+        coefficient = float(budget)
+
+        def loss_fn(model, x, y):
+            logits = model(x)
+            return F.cross_entropy(logits, y) + coefficient * net.policy.l1(), logits
+
+        fit(net, data, TrainSpec.from_dict(hp["finetune"], f"{self.name}.finetune"), run,
+            name=f"{self.name}-finetune", loss_fn=loss_fn)
+        if hp["recalibrate_images"] > 0:
+            recalibrate_bn(net, data, hp["recalibrate_images"])
+        net.policy.parallel = self.parallel
+        return net.eval()
+
+
+class LCNetScratch(LCNet):
+    """The paper's main setting: backbone and gates trained together from a random init (no L1 in the
+    paper: budget 0; a positive budget adds the same L1 as `lcnet`)."""
+
+    name = "lcnet_scratch"
+    # The paper's schedule (sec. 4.2): SGD Nesterov 0.9, wd 5e-4, lr 0.01 / 10 every 90 of 270 epochs, batch 96.
+    hyperparameters = {**LCNet.hyperparameters,
+                       "finetune": {"epochs": 270, "batch_size": 96, "lr": 0.01, "weight_decay": 5e-4,
+                                    "schedule": "step", "milestones": [1 / 3, 2 / 3], "gamma": 0.1}}
+
+    def _initial(self, backbone, hp, run):
+        net = build_backbone(f"{'resnet' if backbone.spec['block'] == 'basic' else 'preresnet'}{backbone.spec['depth']}",
+                             backbone.spec["num_classes"], backbone.spec["in_channels"],
+                             shortcut=backbone.spec["shortcut"], width=backbone.spec["width"])
+        return net.to(run.device)
+
+
+class LCNetSequential(LCNet):
+    """`lcnet`'s trained model run sequentially: the gates decide before the block's first conv."""
+
+    name = "lcnet_seq"
+    derived_from = "lcnet"
+    parallel = False
+
+    def derive(self, net):
+        net.policy.parallel = False
+        return net
+
+
+class LCNetScratchSequential(LCNetScratch):
+    name = "lcnet_scratch_seq"
+    derived_from = "lcnet_scratch"
+    parallel = False
+
+    def derive(self, net):
+        net.policy.parallel = False
+        return net

@@ -1,0 +1,312 @@
+"""SANP: Self-Adaptive Network Pruning (Chen et al., arXiv 1910.08906; METHODS.md "SANP").
+
+One saliency-and-pruning module (SPM) per batch-normalised conv predicts a signed saliency s per
+output channel from the pooled conv input (sec. 3.2); improved semantic hashing binarises it into a
+code b (sec. 3.3); the channel outputs s*b*BN(conv(x)) and b = 0 is not computed (eq. 3-4). A
+budget-adaptive lambda on the L1 of s moves the measured mean cost onto the budget (sec. 3.4).
+The two ablations of Table 3 are methods of their own: `sanp_fixed_k` (the same top-k fraction in
+every layer, no binarisation) and `sanp_static` (saliency from a learned vector, not the input).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prunebench.api import Method, UserError, copy_backbone
+from prunebench.backbones import GatedResNet
+from prunebench.data import Dataset, Normalizer
+from prunebench.flops import Accountant, controller_macs
+from prunebench.gates import ChannelGate, GatePolicy, top_k_mask
+from prunebench.train import TrainSpec, fit, recalibrate_bn
+
+VARIANTS = ("sanp", "fixed_k", "static")
+
+
+def saturating_sigmoid(x: torch.Tensor, a: float, b: float) -> torch.Tensor:
+    """clamp(a*sigmoid(x) - b, 0, 1) (Kaiser & Sutskever 2015; eq. 7)."""
+    return torch.clamp(a * torch.sigmoid(x) - b, 0.0, 1.0)
+
+
+def semantic_hash(s: torch.Tensor, training: bool, a: float, b: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Improved semantic hashing (Kaiser & Bengio 2018; sec. 3.3): (the code used in the forward, s2 as bool).
+
+    Training: s1 = saturating_sigmoid(s + noise), noise ~ N(0, 1); s2 = 1[s1 > 0.5]. A random half
+    of the samples uses s1, the other half s2, and the gradient always flows through s1
+    (straight-through). Evaluation: no noise, s2 only.
+    """
+    if not training:
+        s2 = inference_code(s, a, b)
+        return s2.to(s.dtype), s2
+    s1 = saturating_sigmoid(s + torch.randn_like(s), a, b)
+    s2 = (s1 > 0.5).to(s.dtype)
+    hard_rows = torch.zeros(s.shape[0], 1, dtype=torch.bool, device=s.device)
+    hard_rows[torch.randperm(s.shape[0], device=s.device)[: s.shape[0] // 2]] = True
+    return torch.where(hard_rows, s1 + (s2 - s1).detach(), s1), s2 > 0
+
+
+def inference_code(s: torch.Tensor, a: float, b: float) -> torch.Tensor:
+    """The binary code inference uses: s2 without noise (bool)."""
+    return saturating_sigmoid(s, a, b) > 0.5
+
+
+def budget_lambda(cost_average: float, budget_macs: float, dense_macs: float, lambda0: float) -> float:
+    """lambda = clamp(lambda0 * (p_t - p) / p0, -lambda0, lambda0) (eq. 10): positive above the budget
+    (more sparsity), negative below it (less)."""
+    return max(-lambda0, min(lambda0, lambda0 * (cost_average - budget_macs) / dense_macs))
+
+
+def update_average(average: torch.Tensor, value: float, momentum: float) -> None:
+    """p_t: exponential moving average of the measured per-batch cost, started at the first batch [choice]."""
+    if torch.isnan(average):
+        average.fill_(value)
+    else:
+        average.mul_(momentum).add_((1 - momentum) * value)
+
+
+class SaliencyModule(nn.Module):
+    """s = W2*ReLU(W1*d), d the pooled conv input (eq. 5-6; SE-style, no sigmoid); `static`: d is a
+    learned vector, the same for every sample (Table 3's STATIC)."""
+
+    def __init__(self, c_in: int, c_out: int, reduction: int, min_hidden: int, static: bool, initial: float):
+        super().__init__()
+        hidden = max(min_hidden, c_in // reduction)
+        self.fc1, self.fc2 = nn.Linear(c_in, hidden), nn.Linear(hidden, c_out)
+        # [choice] s starts at `initial` for every channel (all codes on); the BN it scales is divided by
+        # the same value, so the inserted network computes the pretrained function exactly.
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.constant_(self.fc2.bias, initial)
+        self.static_input = nn.Parameter(torch.zeros(c_in)) if static else None
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        d = pooled if self.static_input is None else self.static_input.expand(pooled.shape[0], -1)
+        return self.fc2(F.relu(self.fc1(d)))
+
+
+def _key(unit: str) -> str:
+    return unit.replace(".", "_")  # module dict keys cannot contain dots
+
+
+class SANPPolicy(GatePolicy):
+    """Per gated conv: saliency s from its SPM, a binary code b, gate scale s*b (zero where b = 0)."""
+
+    def __init__(self, net: GatedResNet, units: list[str], variant: str, hp: dict):
+        super().__init__()
+        self.gated_units = frozenset(units)
+        self.variant, self.a, self.b = variant, hp["hash_a"], hp["hash_b"]
+        self.spm = nn.ModuleDict({
+            _key(u): SaliencyModule(net.unit(u).conv.in_channels, net.unit(u).out_channels, hp["reduction"],
+                                    hp["min_hidden"], static=variant == "static", initial=hp["saliency_init"])
+            for u in units})
+        self.keep_fraction = 1.0  # fixed_k: the fraction of channels every layer keeps
+        self.register_buffer("cost_average", torch.tensor(float("nan"), dtype=torch.float64))  # p_t
+        self.saliency_l1 = None
+        if variant == "static":
+            self.known_macs = 0.0  # input-independent: the saliencies are constants, computed once
+
+    def begin(self, x):
+        self.saliency_l1 = x.new_zeros(())
+
+    def channel_gate(self, unit, pooled):
+        s = self.spm[_key(unit)](pooled)
+        self.saliency_l1 = self.saliency_l1 + s.abs().sum(1).mean()  # sum over layers of ||s^l||_1, batch mean
+        if self.variant == "fixed_k":  # no binarisation: the k highest saliencies, k the same fraction everywhere
+            mask = top_k_mask(s, max(1, math.ceil(self.keep_fraction * s.shape[1] - 1e-9)))
+            return ChannelGate(s * mask, None, mask)
+        code, binary = semantic_hash(s, self.training, self.a, self.b)
+        return ChannelGate(s * code, None, binary)  # the trace counts the binary code
+
+
+def gated_units(net: GatedResNet, gate_stem: bool) -> list[str]:
+    """Every batch-normalised conv (sec. 4.1.2): the stem and the residual branches' convs (the
+    backbone has no gate point on a 1x1 shortcut conv)."""
+    units = [u for u in net.unit_names() if not u.endswith("shortcut") and (gate_stem or u != "stem")]
+    return [u for u in units if net.unit(u).norm is not None]
+
+
+class SANP(Method):
+    name = "sanp"
+    variant = "sanp"
+    knob = "flops_frac"
+    test_time_knob = False
+    # The SPM warm-up (CE only, convs frozen) does not depend on the budget: made once per backbone.
+    artifacts = {"warmup": ("reduction", "min_hidden", "saliency_init", "hash_a", "hash_b", "gate_stem",
+                            "recalibrate_images", "warmup")}
+    hyperparameters = {
+        "reduction": 4,        # [choice] SE reduction r; hidden = max(min_hidden, C_in / r)
+        "min_hidden": 4,
+        # [choice] initial saliency: large enough that the training noise rarely flips a code (3: 0.1 %)
+        "saliency_init": 3.0,
+        "hash_a": 1.2,         # saturating sigmoid a, b (Kaiser & Bengio's values)
+        "hash_b": 0.1,
+        "lambda0": 0.01,       # lambda's bound (sec. 4.1.2)
+        "cost_momentum": 0.9,  # [choice] p_t = moving average of the measured per-batch cost
+        "spm_lr_scale": 1.0,   # [choice] the SPMs' learning rate as a multiple of the backbone's in fine-tuning
+        # [choice] p_t from the codes inference will run: every `cost_every` steps an eval-mode forward of
+        # the batch (no noise). "training": from the noisy codes of the training forward, which landed at
+        # 0.51 of dense while the test cost was 0.95 (budget 0.5, default config): L1 parks s near 0,
+        # where the noise flips half of the codes.
+        "cost_from": "inference",
+        "cost_every": 4,
+        "gate_stem": True,
+        # [choice] BN statistics re-estimated with inference-time gating (no noise, binary codes) after
+        # training, on this many training images (0: off): training normalises noisy, half-soft codes
+        "recalibrate_images": 10000,
+        "warmup": {"epochs": 1, "lr": 0.01, "schedule": "cosine"},
+        "finetune": {"epochs": 3, "lr": 0.01, "schedule": "cosine"},
+    }
+    quick_hp = {"warmup": {"epochs": 1, "batch_size": 64}, "finetune": {"epochs": 1, "batch_size": 64}}
+
+    def budget_range(self, backbone):
+        return (0.01, 1.0)
+
+    def resolve_hp(self, hp):
+        hp = super().resolve_hp(hp)
+        if hp["cost_from"] not in ("inference", "training"):
+            raise UserError(f"{self.name}: cost_from must be 'inference' or 'training', not {hp['cost_from']!r}")
+        return hp
+
+    def _gated(self, backbone: GatedResNet, hp: dict, run) -> GatedResNet:
+        net = copy_backbone(backbone, run.device)
+        units = gated_units(net, hp["gate_stem"])
+        with torch.no_grad():
+            for unit in units:  # s * BN(x) = BN(x) at the start: the scale moves from BN's affine to s
+                norm = net.unit(unit).norm
+                norm.weight.div_(hp["saliency_init"])
+                norm.bias.div_(hp["saliency_init"])
+        net.policy = SANPPolicy(net, units, self.variant, hp).to(run.device)
+        return net
+
+    def _warm_up(self, net: GatedResNet, data: Dataset, hp: dict, run) -> None:
+        """SPMs trained with cross-entropy only, every backbone parameter frozen (sec. 4.1.2)."""
+        backbone_params = [p for name, p in net.named_parameters() if not name.startswith("policy.")]
+        for p in backbone_params:
+            p.requires_grad_(False)
+        try:
+            fit(net, data, TrainSpec.from_dict(hp["warmup"], f"{self.name}.warmup"), run, name=f"{self.name}-warmup")
+        finally:
+            for p in backbone_params:
+                p.requires_grad_(True)
+        self._recalibrated(net, data, hp)
+
+    def prepare(self, artifact, backbone, data, hp, run):
+        if artifact not in self.artifacts:
+            raise UserError(f"{self.name} has no artifact {artifact!r}")
+        net = self._gated(backbone, hp, run)
+        self._warm_up(net, data, hp, run)
+        return {"state": {k: v.cpu() for k, v in net.state_dict().items()}}
+
+    def train(self, backbone, data, budget, hp, run):
+        net = self._gated(backbone, hp, run)
+        warm = run.artifact("warmup", lambda: self.prepare("warmup", backbone, data, hp, run))
+        net.load_state_dict(warm["state"])
+        self._finetune(net, data, float(budget), hp, run)
+        return self._recalibrated(net, data, hp)
+
+    def _recalibrated(self, net, data, hp):
+        if hp["recalibrate_images"] > 0:
+            recalibrate_bn(net, data, hp["recalibrate_images"])
+        return net.eval()
+
+    def _finetune(self, net: GatedResNet, data: Dataset, budget: float, hp: dict, run) -> None:
+        """Joint fine-tuning with CE + lambda * (1/N) * sum_l ||s^l||_1, lambda from the measured cost (eq. 9-10)."""
+        image_shape = (data.in_channels, *data.image_size)
+        accountant = Accountant(net, image_shape)
+        # The budget is a fraction of the dense backbone; the SPMs' own cost counts against it.
+        spm_macs = controller_macs(net, image_shape)
+        dense, target = accountant.dense_macs, budget * accountant.dense_macs
+        if target <= spm_macs:
+            raise UserError(f"{self.name}: budget {budget:g} of dense MACs is below the SPMs' own cost "
+                            f"({spm_macs / dense:.4f} of dense); choose a larger budget")
+        policy = net.policy
+        filters = sum(net.unit(u).out_channels for u in policy.gated_units)  # N of eq. 9
+
+        steps = itertools.count()
+
+        def measured_cost(model, x):
+            """p_t's sample: the mean cost of one training batch, counted by the one accountant from the
+            binary codes in its trace; "inference" codes come from an eval-mode forward (no noise)."""
+            if hp["cost_from"] == "training":
+                logits, trace = model.run(x)
+                return logits, float(accountant.backbone_macs(trace).mean()) + spm_macs
+            if next(steps) % hp["cost_every"] == 0:
+                # Codes without noise, BN on batch statistics: what the network gives after recalibration
+                policy.eval()
+                with torch.no_grad():
+                    trace = model.run(x)[1]
+                policy.train()
+                update_average(policy.cost_average, float(accountant.backbone_macs(trace).mean()) + spm_macs,
+                               hp["cost_momentum"])
+            return model(x), None
+
+        def loss_fn(model, x, y):
+            logits, cost = measured_cost(model, x)
+            if cost is not None:
+                update_average(policy.cost_average, cost, hp["cost_momentum"])
+            lam = budget_lambda(float(policy.cost_average), target, dense, hp["lambda0"])
+            return F.cross_entropy(logits, y) + lam * policy.saliency_l1 / filters, logits
+
+        def report(epoch):
+            if epoch and not torch.isnan(policy.cost_average):
+                run.log.info("%s: p_t = %.4f of dense (budget %.4f)", self.name,
+                             float(policy.cost_average) / dense, budget)
+
+        spec = TrainSpec.from_dict(hp["finetune"], f"{self.name}.finetune")
+        spm = list(policy.parameters())
+        backbone_params = [p for name, p in net.named_parameters() if not name.startswith("policy.")]
+        groups = [{"params": backbone_params}, {"params": spm, "lr": spec.lr * hp["spm_lr_scale"]}]
+        fit(net, data, spec, run, name=f"{self.name}-finetune", loss_fn=loss_fn, on_epoch_start=report, params=groups)
+        report(1)
+
+
+class SANPStatic(SANP):
+    """Table 3's STATIC: the saliency comes from a learned vector, so every sample is pruned alike."""
+
+    name = "sanp_static"
+    variant = "static"
+
+
+class SANPFixedK(SANP):
+    """Table 3's FIXED K: no binarisation; every layer keeps the same fraction of channels (its
+    top-k by saliency), the fraction chosen so that the measured cost matches the budget."""
+
+    name = "sanp_fixed_k"
+    variant = "fixed_k"
+    artifacts = {}  # the warm-up already runs at the budget's k
+
+    def train(self, backbone, data, budget, hp, run):
+        net = self._gated(backbone, hp, run)
+        net.policy.keep_fraction = keep_fraction_for_budget(net, data, float(budget))
+        run.log.info("%s: every layer keeps %.4f of its channels", self.name, net.policy.keep_fraction)
+        self._warm_up(net, data, hp, run)
+        self._finetune(net, data, float(budget), hp, run)
+        return self._recalibrated(net, data, hp)
+
+
+@torch.no_grad()
+def keep_fraction_for_budget(net: GatedResNet, data: Dataset, budget: float, images: int = 256) -> float:
+    """The per-layer keep fraction whose measured mean cost (SPMs included) is closest to the budget
+    from below, by bisection on training images (the cost only grows with the fraction)."""
+    image_shape = (data.in_channels, *data.image_size)
+    accountant = Accountant(net, image_shape)
+    spm_macs = controller_macs(net, image_shape)
+    x = Normalizer(data.mean, data.std, next(net.parameters()).device)(data.train_x[:images])
+    was_training = net.training
+    net.eval()
+
+    def cost(fraction):
+        net.policy.keep_fraction = fraction
+        return (float(accountant.backbone_macs(net.run(x)[1]).mean()) + spm_macs) / accountant.dense_macs
+
+    low, high = 0.0, 1.0
+    if cost(high) <= budget:
+        low = high
+    for _ in range(20):
+        mid = (low + high) / 2
+        low, high = (mid, high) if cost(mid) <= budget else (low, mid)
+    net.train(was_training)
+    return max(low, 1e-6)

@@ -1,0 +1,90 @@
+import pytest
+import torch
+
+from prunebench.api import UserError, copy_backbone, get_method
+from prunebench.config import validate
+from prunebench.data import Normalizer
+from prunebench.flops import Accountant
+from prunebench.methods.lcnet import LCNetPolicy, relu1
+
+
+def test_relu1_values_and_gradients():
+    x = torch.tensor([-1.0, 0.5, 2.0], requires_grad=True)
+    hard = relu1(x)
+    assert torch.equal(hard, torch.tensor([0.0, 0.5, 1.0]))
+    hard.sum().backward()
+    assert torch.equal(x.grad, torch.tensor([0.0, 1.0, 0.0]))
+    x.grad = None
+    leaky = relu1(x, slope=0.1)
+    assert torch.allclose(leaky, torch.tensor([-0.1, 0.5, 1.1]))
+    leaky.sum().backward()
+    assert torch.allclose(x.grad, torch.tensor([0.1, 1.0, 0.1]))  # a closed or saturated gate still learns
+
+
+def _hand_built(backbone, parallel):
+    """Block 0 skipped (S_L = 0); block 1 runs with half of its first conv's channels (S_C = 0 on the rest)."""
+    net = copy_backbone(backbone)
+    policy = LCNetPolicy(net, slope=0.05, gate_bias=1.0)
+    with torch.no_grad():
+        policy.l_net[0].bias.fill_(0.0)
+        c = policy.c_net[1].bias
+        c[c.numel() // 2:] = 0.0
+    policy.parallel = parallel
+    net.policy = policy
+    return net.eval()
+
+
+def test_parallel_and_sequential_macs_on_a_hand_built_trace(tiny):
+    backbone, data = tiny
+    x = Normalizer(data.mean, data.std)(data.test_x[:4])
+    accountant = Accountant(backbone, (data.in_channels, *data.image_size))
+    cost = {name: unit.dense_macs for name, unit in accountant.units.items()}
+    skipped_conv1, half = cost["blocks.0.conv1"], 0.5
+    expected = {
+        # gates first: the skipped block costs nothing; block 1's first conv computes half its channels
+        False: accountant.dense_macs - skipped_conv1 - cost["blocks.0.conv2"]
+        - (1 - half) * (cost["blocks.1.conv1"] + cost["blocks.1.conv2"]),
+        # gates beside the first conv: every first conv runs in full; only the second conv saves
+        True: accountant.dense_macs - cost["blocks.0.conv2"] - (1 - half) * cost["blocks.1.conv2"],
+    }
+    for parallel, macs in expected.items():
+        net = _hand_built(backbone, parallel)
+        with torch.no_grad():
+            for mode in ("mask", "skip"):
+                _, trace = net.run(x, mode)
+                assert torch.allclose(accountant.backbone_macs(trace), torch.tensor(macs, dtype=torch.float64)), \
+                    (parallel, mode)
+    assert expected[False] < expected[True]
+
+
+def test_a_closed_block_is_not_run_in_skip_mode(tiny):
+    backbone, data = tiny
+    x = Normalizer(data.mean, data.std)(data.test_x[:4])
+    net = _hand_built(backbone, parallel=False)
+    with torch.no_grad():
+        reference, _ = net.run(x, "mask")
+        for name in ("conv1", "conv2"):  # a skipped branch must not touch its weights
+            getattr(net.blocks[0], name).conv.weight.fill_(float("nan"))
+        logits, trace = net.run(x, "skip")
+    assert torch.allclose(logits, reference, atol=1e-5)
+    assert (trace.active_out["blocks.0.conv1"] == 0).all() and (trace.block_gates[:, 0] == 0).all()
+
+
+def test_derived_mode_needs_its_parent_in_the_config():
+    with pytest.raises(UserError, match="list lcnet under methods"):
+        validate({"methods": {"lcnet_seq": {"train_budgets": [0.1]}}})
+    with pytest.raises(UserError, match="takes its hyperparameters from methods.lcnet.hp"):
+        validate({"methods": {"lcnet": {"train_budgets": [0.1]}, "lcnet_seq": {"train_budgets": [0.1], "hp": {"slope": 0.2}}}})
+    with pytest.raises(UserError, match=r"\[0.2\] not in methods.lcnet.train_budgets"):
+        validate({"methods": {"lcnet": {"train_budgets": [0.1]}, "lcnet_seq": {"train_budgets": [0.2]}}})
+    cfg = validate({"methods": {"lcnet": {"train_budgets": [0.1], "hp": {"slope": 0.1}},
+                                "lcnet_seq": {"train_budgets": [0.1]}}})
+    assert cfg["methods"]["lcnet_seq"]["hp"]["slope"] == 0.1
+    assert validate(cfg) == cfg  # a resolved config (what the workflow hands the CLI) validates as is
+
+
+def test_derive_switches_the_trained_model_to_sequential(tiny):
+    backbone, data = tiny
+    net = _hand_built(backbone, parallel=True)
+    seq = get_method("lcnet_seq").derive(net)
+    assert seq.policy.parallel is False

@@ -1,0 +1,102 @@
+import math
+
+import torch
+
+from prunebench.api import RunContext
+from prunebench.data import Normalizer
+from prunebench.methods.sanp import (SANP, SANPFixedK, SANPStatic, budget_lambda, keep_fraction_for_budget,
+                                     inference_code, saturating_sigmoid, semantic_hash,
+                                     update_average)
+from prunebench.flops import Accountant
+
+
+def _sanp(backbone, variant="sanp"):
+    method = {"sanp": SANP, "static": SANPStatic, "fixed_k": SANPFixedK}[variant]()
+    return method._gated(backbone, method.resolve_hp({}), RunContext()).eval()
+
+
+def test_saturating_sigmoid_values():
+    x = torch.tensor([-100.0, 0.0, math.log(3.0), 100.0])  # sigmoid: 0, 0.5, 0.75, 1
+    assert torch.allclose(saturating_sigmoid(x, 1.2, 0.1), torch.tensor([0.0, 0.5, 0.8, 1.0]))
+
+
+def test_evaluation_code_is_binary_and_noise_free():
+    s = torch.tensor([[-1.0, -1e-3, 1e-3, 2.0]])
+    code, mask = semantic_hash(s, training=False, a=1.2, b=0.1)
+    assert torch.equal(inference_code(s, 1.2, 0.1), mask)
+    assert torch.equal(code, torch.tensor([[0.0, 0.0, 1.0, 1.0]]))  # s1 > 0.5 iff s > 0
+    assert torch.equal(mask, code > 0)
+
+
+def test_half_the_samples_use_the_binary_code_and_gradients_flow_through_s1():
+    torch.manual_seed(0)
+    s = torch.randn(8, 64, requires_grad=True)
+    code, mask = semantic_hash(s, training=True, a=1.2, b=0.1)
+    binary_rows = ((code == 0) | (code == 1)).all(1)
+    assert int(binary_rows.sum()) == 4  # exactly half of the batch (continuous rows are not all 0/1)
+    assert torch.equal(code[binary_rows] > 0, mask[binary_rows])
+    code.sum().backward()
+    # straight-through: the binary rows get s1's gradient, a*sigmoid'(s + noise) where s1 is not clamped
+    assert (s.grad[binary_rows] != 0).any() and (s.grad >= 0).all()
+
+
+def test_lambda_sign_and_clamp():
+    assert budget_lambda(60.0, 50.0, 100.0, 0.01) == 0.01 * 0.1   # above budget: sparsify
+    assert budget_lambda(40.0, 50.0, 100.0, 0.01) == -0.01 * 0.1  # below: densify
+    assert budget_lambda(1e9, 50.0, 100.0, 0.01) == 0.01           # clamped to [-lambda0, lambda0]
+    assert budget_lambda(-1e9, 50.0, 100.0, 0.01) == -0.01
+    assert budget_lambda(50.0, 50.0, 100.0, 0.01) == 0.0
+
+
+def test_cost_average_starts_at_the_first_batch_then_moves():
+    avg = torch.tensor(float("nan"), dtype=torch.float64)
+    update_average(avg, 10.0, 0.9)
+    assert float(avg) == 10.0
+    update_average(avg, 20.0, 0.9)
+    assert math.isclose(float(avg), 11.0)
+
+
+def test_inserted_modules_keep_the_pretrained_function(tiny):
+    backbone, data = tiny
+    x = Normalizer(data.mean, data.std)(data.test_x[:16])
+    net = _sanp(backbone)
+    with torch.no_grad():
+        logits, trace = net.run(x)
+        assert torch.allclose(logits, backbone(x), atol=1e-5)  # s = 1, every code on
+    assert all((trace.gated_active[u] == net.unit(u).out_channels).all() for u in net.policy.gated_units)
+
+
+def test_static_variant_prunes_every_sample_alike(tiny):
+    backbone, data = tiny
+    net = _sanp(backbone, "static")
+    for spm in net.policy.spm.values():
+        torch.nn.init.normal_(spm.fc2.weight)
+        torch.nn.init.normal_(spm.static_input)
+    with torch.no_grad():
+        _, trace = net.run(Normalizer(data.mean, data.std)(data.test_x[:16]))
+    counts = torch.stack(list(trace.gated_active.values()))
+    assert (counts == counts[:, :1]).all() and (counts < counts.max()).any()
+
+
+def test_fixed_k_fraction_lands_the_cost_on_the_budget(tiny):
+    backbone, data = tiny
+    net = _sanp(backbone, "fixed_k")
+    fraction = keep_fraction_for_budget(net, data, 0.5)
+    net.policy.keep_fraction = fraction
+    with torch.no_grad():
+        _, trace = net.run(Normalizer(data.mean, data.std)(data.train_x[:256]))
+    accountant = Accountant(net, (data.in_channels, *data.image_size))
+    frac = float(accountant.backbone_macs(trace).mean()) / accountant.dense_macs
+    assert 0.4 < frac <= 0.5
+    for unit in net.policy.gated_units:  # the same fraction in every layer
+        assert (trace.gated_active[unit] == max(1, math.ceil(fraction * net.unit(unit).out_channels - 1e-9))).all()
+
+
+def test_training_moves_the_cost_towards_the_budget(tiny):
+    backbone, data = tiny
+    method = SANP()
+    hp = method.resolve_hp({"lambda0": 20.0, "spm_lr_scale": 10.0, "cost_every": 1,
+                            "warmup": {"epochs": 1, "batch_size": 64, "lr": 0.1},
+                            "finetune": {"epochs": 10, "batch_size": 32, "lr": 0.01}})
+    net = method.train(backbone, data, 0.3, hp, RunContext(seed=0))
+    assert float(net.policy.cost_average) < 0.8 * Accountant(net, (3, 16, 16)).dense_macs
