@@ -39,8 +39,9 @@ class LCNetPolicy(GatePolicy):
         self.gated_units = frozenset(b.prefix + b.unit_names[0] for b in net.blocks)
         self.l_net, self.c_net = nn.ModuleList(), nn.ModuleList()
         for block in net.blocks:
-            c_in, c_mid = getattr(block, block.unit_names[0]).conv.in_channels, getattr(block, block.unit_names[0]).out_channels
-            for fc in (l_fc := nn.Linear(c_in, 1), c_fc := nn.Linear(c_in, c_mid)):
+            first = getattr(block, block.unit_names[0])
+            l_fc, c_fc = nn.Linear(first.conv.in_channels, 1), nn.Linear(first.conv.in_channels, first.out_channels)
+            for fc in (l_fc, c_fc):
                 # [choice] zero weights, bias `gate_bias`: every gate starts open at the same value
                 nn.init.zeros_(fc.weight)
                 nn.init.constant_(fc.bias, gate_bias)
@@ -110,8 +111,12 @@ class LCNet(Method):
             name=f"{self.name}-finetune", loss_fn=loss_fn)
         if hp["recalibrate_images"] > 0:
             recalibrate_bn(net, data, hp["recalibrate_images"])
+        return self.derive(net).eval()
+
+    def derive(self, net):
+        """The execution mode is a switch on the trained policy: one training serves both modes."""
         net.policy.parallel = self.parallel
-        return net.eval()
+        return net
 
 
 class LCNetScratch(LCNet):
@@ -132,22 +137,16 @@ class LCNetScratch(LCNet):
 
 
 class LCNetSequential(LCNet):
-    """`lcnet`'s trained model run sequentially: the gates decide before the block's first conv."""
+    """`lcnet`'s trained models run sequentially: the gates decide before the block's first conv."""
 
     name = "lcnet_seq"
     derived_from = "lcnet"
     parallel = False
 
-    def derive(self, net):
-        net.policy.parallel = False
-        return net
-
 
 class LCNetScratchSequential(LCNetScratch):
+    """`lcnet_scratch`'s trained models run sequentially."""
+
     name = "lcnet_scratch_seq"
     derived_from = "lcnet_scratch"
     parallel = False
-
-    def derive(self, net):
-        net.policy.parallel = False
-        return net

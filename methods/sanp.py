@@ -24,9 +24,6 @@ from prunebench.flops import Accountant, controller_macs
 from prunebench.gates import ChannelGate, GatePolicy, top_k_mask
 from prunebench.train import TrainSpec, fit, recalibrate_bn
 
-VARIANTS = ("sanp", "fixed_k", "static")
-
-
 def saturating_sigmoid(x: torch.Tensor, a: float, b: float) -> torch.Tensor:
     """clamp(a*sigmoid(x) - b, 0, 1) (Kaiser & Sutskever 2015; eq. 7)."""
     return torch.clamp(a * torch.sigmoid(x) - b, 0.0, 1.0)
@@ -146,10 +143,9 @@ class SANP(Method):
         "lambda0": 0.01,       # lambda's bound (sec. 4.1.2)
         "cost_momentum": 0.9,  # [choice] p_t = moving average of the measured per-batch cost
         "spm_lr_scale": 1.0,   # [choice] the SPMs' learning rate as a multiple of the backbone's in fine-tuning
-        # [choice] p_t from the codes inference will run: every `cost_every` steps an eval-mode forward of
-        # the batch (no noise). "training": from the noisy codes of the training forward, which landed at
-        # 0.51 of dense while the test cost was 0.95 (budget 0.5, default config): L1 parks s near 0,
-        # where the noise flips half of the codes.
+        # [choice] p_t from the codes inference will run ("inference", see _finetune) rather than the noisy
+        # codes of the training forward ("training"): those landed p_t at 0.51 of dense while the test cost
+        # was 0.95 (budget 0.5, default config), since L1 parks s near 0, where the noise flips half the codes.
         "cost_from": "inference",
         "cost_every": 4,
         "gate_stem": True,
@@ -212,7 +208,7 @@ class SANP(Method):
             recalibrate_bn(net, data, hp["recalibrate_images"])
         return net.eval()
 
-    def _finetune(self, net: GatedResNet, data: Dataset, budget: float, hp: dict, run) -> None:
+    def _finetune(self, net: GatedResNet, data: Dataset, budget: float, hp: dict, run, on_epoch_start=None) -> None:
         """Joint fine-tuning with CE + lambda * (1/N) * sum_l ||s^l||_1, lambda from the measured cost (eq. 9-10)."""
         image_shape = (data.in_channels, *data.image_size)
         accountant = Accountant(net, image_shape)
@@ -223,44 +219,50 @@ class SANP(Method):
             raise UserError(f"{self.name}: budget {budget:g} of dense MACs is below the SPMs' own cost "
                             f"({spm_macs / dense:.4f} of dense); choose a larger budget")
         policy = net.policy
+        spec = TrainSpec.from_dict(hp["finetune"], f"{self.name}.finetune")
         filters = sum(net.unit(u).out_channels for u in policy.gated_units)  # N of eq. 9
 
         steps = itertools.count()
 
-        def measured_cost(model, x):
-            """p_t's sample: the mean cost of one training batch, counted by the one accountant from the
-            binary codes in its trace; "inference" codes come from an eval-mode forward (no noise)."""
+        def loss_fn(model, x, y):
+            # p_t's sample: the mean cost of the batch, counted by the one accountant from the binary codes
+            # in a trace. "inference": every `cost_every` steps, the policy in eval mode (no noise) with BN on
+            # batch statistics, i.e. the codes of the recalibrated network; run first, since a forward
+            # restarts the policy's L1 sum. "training": the noisy codes of the training forward itself.
+            trace = None
             if hp["cost_from"] == "training":
                 logits, trace = model.run(x)
-                return logits, float(accountant.backbone_macs(trace).mean()) + spm_macs
-            if next(steps) % hp["cost_every"] == 0:
-                # Codes without noise, BN on batch statistics: what the network gives after recalibration
-                policy.eval()
-                with torch.no_grad():
-                    trace = model.run(x)[1]
-                policy.train()
+            else:
+                if next(steps) % hp["cost_every"] == 0:
+                    policy.eval()
+                    with torch.no_grad():
+                        trace = model.run(x)[1]
+                    policy.train()
+                logits = model(x)
+            if trace is not None:
                 update_average(policy.cost_average, float(accountant.backbone_macs(trace).mean()) + spm_macs,
                                hp["cost_momentum"])
-            return model(x), None
-
-        def loss_fn(model, x, y):
-            logits, cost = measured_cost(model, x)
-            if cost is not None:
-                update_average(policy.cost_average, cost, hp["cost_momentum"])
+            if policy.variant == "fixed_k":  # k fixes the cost; a negative lambda would only inflate |s|
+                return F.cross_entropy(logits, y), logits
             lam = budget_lambda(float(policy.cost_average), target, dense, hp["lambda0"])
             return F.cross_entropy(logits, y) + lam * policy.saliency_l1 / filters, logits
 
-        def report(epoch):
-            if epoch and not torch.isnan(policy.cost_average):
+        def report():
+            if not torch.isnan(policy.cost_average):
                 run.log.info("%s: p_t = %.4f of dense (budget %.4f)", self.name,
                              float(policy.cost_average) / dense, budget)
 
-        spec = TrainSpec.from_dict(hp["finetune"], f"{self.name}.finetune")
+        def epoch_start(epoch):
+            if epoch:
+                report()
+            if on_epoch_start is not None:
+                on_epoch_start(epoch)
+
         spm = list(policy.parameters())
         backbone_params = [p for name, p in net.named_parameters() if not name.startswith("policy.")]
         groups = [{"params": backbone_params}, {"params": spm, "lr": spec.lr * hp["spm_lr_scale"]}]
-        fit(net, data, spec, run, name=f"{self.name}-finetune", loss_fn=loss_fn, on_epoch_start=report, params=groups)
-        report(1)
+        fit(net, data, spec, run, name=f"{self.name}-finetune", loss_fn=loss_fn, on_epoch_start=epoch_start, params=groups)
+        report()
 
 
 class SANPStatic(SANP):
@@ -280,11 +282,17 @@ class SANPFixedK(SANP):
 
     def train(self, backbone, data, budget, hp, run):
         net = self._gated(backbone, hp, run)
-        net.policy.keep_fraction = keep_fraction_for_budget(net, data, float(budget))
-        run.log.info("%s: every layer keeps %.4f of its channels", self.name, net.policy.keep_fraction)
+        self._fit_fraction(net, data, float(budget), run)
         self._warm_up(net, data, hp, run)
-        self._finetune(net, data, float(budget), hp, run)
+        self._finetune(net, data, float(budget), hp, run,
+                       on_epoch_start=lambda epoch: self._fit_fraction(net, data, float(budget), run))
         return self._recalibrated(net, data, hp)
+
+    def _fit_fraction(self, net, data, budget, run):
+        """k matched to the budget anew as the saliencies train: how many stream channels a block's
+        output leaves active, and so the next conv's input cost, depends on how the samples' top-k differ."""
+        net.policy.keep_fraction = keep_fraction_for_budget(net, data, budget)
+        run.log.info("%s: every layer keeps %.4f of its channels", self.name, net.policy.keep_fraction)
 
 
 @torch.no_grad()
@@ -305,8 +313,9 @@ def keep_fraction_for_budget(net: GatedResNet, data: Dataset, budget: float, ima
     low, high = 0.0, 1.0
     if cost(high) <= budget:
         low = high
-    for _ in range(20):
-        mid = (low + high) / 2
-        low, high = (mid, high) if cost(mid) <= budget else (low, mid)
+    else:
+        for _ in range(12):  # a fraction to 2.4e-4: finer than one channel of the widest layer
+            mid = (low + high) / 2
+            low, high = (mid, high) if cost(mid) <= budget else (low, mid)
     net.train(was_training)
     return max(low, 1e-6)

@@ -73,6 +73,7 @@ class Method:
     # A method that runs another method's trained models in its own way (e.g. LC-Net's sequential
     # mode): the workflow derives its models from `derived_from`'s with `derive`, training nothing.
     derived_from: str | None = None
+    ours: bool = False  # a variant this harness adds (marked in the tables), not the paper's method
 
     def budget_range(self, backbone: GatedResNet) -> tuple[float, float]:
         """Inclusive range of valid budgets on this backbone."""

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .gates import ConvUnit, GatePolicy, Trace, count, union_index
+from .gates import ConvUnit, GatePolicy, Trace, count, scatter, take, union_index
 
 SHORTCUTS = ("pad", "conv")  # pad: avg-pool stride 2 + zero channels (BlockDrop/DLP); conv: 1x1 conv + BN
 
@@ -143,7 +143,7 @@ class ResidualBlock(nn.Module):
                    count(None, n, sc.out_channels, x.device), None, None)
         if ctx.skip:
             idx = union_index(stream) if stream is not None else None
-            return sc.forward_sliced(x.index_select(1, idx) if idx is not None else x, idx, None, None), None
+            return sc.forward_sliced(take(x, 1, idx), idx, None, None), None
         return sc(x), None
 
     def _branch_mask(self, x, stream, ctx: _Pass, run):
@@ -169,8 +169,7 @@ class ResidualBlock(nn.Module):
         in_idx = union_index(in_mask) if in_mask is not None else None
         cur_rows = None
         h = F.relu(self.pre_norm(x)) if self.pre_norm is not None else x
-        if in_idx is not None:
-            h = h.index_select(1, in_idx)
+        h = take(h, 1, in_idx)
         for k, name in enumerate(self.unit_names):
             if k == select_after and rows is not None:
                 if len(rows) == 0:
@@ -186,12 +185,12 @@ class ResidualBlock(nn.Module):
                 out_idx = None
             elif ctx.parallel:  # computed in full, then the gated-off channels are dropped
                 h = unit.forward_sliced(h, in_idx, None, gate_rows)
-                out_idx = union_index(gate_rows.active)
-                h = h.index_select(1, out_idx) if out_idx is not None else h
+                out_idx = gate_rows.union()
+                h = take(h, 1, out_idx)
                 in_idx, in_mask = out_idx, gate.active
                 continue
             else:
-                out_idx = union_index(gate_rows.active)
+                out_idx = gate_rows.union()
             h = unit.forward_sliced(h, in_idx, out_idx, gate_rows)
             in_idx, in_mask = out_idx, (gate.active if gate is not None else None)
         if block_gate is not None:
@@ -215,9 +214,9 @@ def _add_branch(out, branch, rows, channels):
     if branch is None:
         return out
     if channels is not None:
-        if rows is None:
+        if rows is None and not isinstance(channels, int):
             return out.index_add(1, channels, branch)
-        branch = branch.new_zeros(branch.shape[0], out.shape[1], *branch.shape[2:]).index_add_(1, channels, branch)
+        branch = scatter(branch, channels, out.shape[1])
     if rows is not None:
         branch = branch.new_zeros(out.shape[0], *branch.shape[1:]).index_copy_(0, rows, branch)
     return out + branch
@@ -232,10 +231,8 @@ def _scatter_pooled(h, n, width, rows, channels):
     pooled = h.mean((2, 3))
     if rows is None and channels is None:
         return pooled
-    full = pooled.new_zeros(n, width)
-    sub = pooled.new_zeros(pooled.shape[0], width)
-    sub = sub.index_copy(1, channels, pooled) if channels is not None else pooled
-    return full.index_copy(0, rows, sub) if rows is not None else sub
+    sub = scatter(pooled, channels, width)
+    return pooled.new_zeros(n, width).index_copy(0, rows, sub) if rows is not None else sub
 
 
 class GatedResNet(nn.Module):
@@ -320,10 +317,8 @@ class GatedResNet(nn.Module):
                    count(gate.active if gate is not None and not ctx.parallel else None, n,
                          stem.out_channels, x.device), gate, None)
         if ctx.skip:
-            idx = union_index(gate.active) if gate is not None and not ctx.parallel else None
-            h = stem.forward_sliced(x, None, idx, gate)
-            if idx is not None:
-                h = h.new_zeros(n, stem.out_channels, *h.shape[2:]).index_copy(1, idx, h)
+            idx = gate.union() if gate is not None and not ctx.parallel else None
+            h = scatter(stem.forward_sliced(x, None, idx, gate), idx, stem.out_channels)
         else:
             h = stem(x, gate)
         stream = gate.active if gate is not None else None

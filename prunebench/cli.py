@@ -156,7 +156,7 @@ def _trained(args):
 def _result_keys(cfg, method, budget, meta) -> dict:
     """What identifies a result row (the table's keys besides the seed)."""
     return {"dataset": cfg["data"]["name"], "backbone": meta["backbone"]["name"], "method": method.name,
-            "knob": method.knob, "train_budget": meta.get("budget", 1.0), "eval_budget": budget}
+            "knob": method.knob, "ours": method.ours, "train_budget": meta.get("budget", 1.0), "eval_budget": budget}
 
 
 def cmd_evaluate(args):

@@ -88,12 +88,14 @@ def validate(raw: dict) -> dict:
         for key, value in entry["hp"].items():  # training stages (e.g. dlp.finetune) are checked here, not mid-run
             if isinstance(value, dict) and set(method.hyperparameters[key]) <= TRAIN_SPEC_KEYS:
                 TrainSpec.from_dict(value, f"methods.{name}.hp.{key}")
-        for key in ("train_budgets", "eval_budgets"):
+        # a derived method's models are its parent's: their train budgets are the parent's knob
+        trainer = get_method(method.derived_from) if method.derived_from else method
+        for key, checker in (("train_budgets", trainer), ("eval_budgets", method)):
             budgets = entry.get(key) or []
             if not isinstance(budgets, list):
                 raise UserError(f"config key 'methods.{name}.{key}' must be a list")
             # valid on every backbone of the config; the values are the same on each
-            entry[key] = [[method.check_budget(backbone, b) for b in budgets] for backbone in backbones][0]
+            entry[key] = [[checker.check_budget(backbone, b) for b in budgets] for backbone in backbones][0]
         if entry["eval_budgets"] and not method.test_time_knob:
             raise UserError(f"config key 'methods.{name}.eval_budgets': {name}'s knob is set at train time; "
                             f"list its budgets under train_budgets")

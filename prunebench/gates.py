@@ -26,6 +26,7 @@ class ChannelGate:
     scale: torch.Tensor                   # (N, C_out)
     shift: torch.Tensor | None = None     # (N, C_out) or None
     mask: torch.Tensor | None = None      # (N, C_out) bool, or None: scale != 0
+    prefix: torch.Tensor | None = None    # (N,) int: the active channels are the first `prefix` (RNP)
 
     @property
     def active(self) -> torch.Tensor:
@@ -34,7 +35,15 @@ class ChannelGate:
     def rows(self, rows: torch.Tensor) -> "ChannelGate":
         """The gate of a subset of the batch."""
         pick = lambda t: t.index_select(0, rows) if t is not None else None  # noqa: E731
-        return ChannelGate(pick(self.scale), pick(self.shift), pick(self.mask))
+        return ChannelGate(pick(self.scale), pick(self.shift), pick(self.mask), pick(self.prefix))
+
+    def union(self) -> int | torch.Tensor | None:
+        """The channels any sample keeps: a prefix length (weight slices are views) when the gate
+        says its kept sets are prefixes, else indices."""
+        if self.prefix is None:
+            return union_index(self.active)
+        n = int(self.prefix.max())
+        return None if n >= self.scale.shape[1] else max(n, 1)
 
 
 class GatePolicy(nn.Module):
@@ -130,10 +139,7 @@ class ConvUnit(nn.Module):
         weight, bias = self._folded(in_idx, out_idx)
         h = F.conv2d(x, weight, bias, self.conv.stride, self.conv.padding, self.conv.dilation)
         if gate is not None:
-            scale, shift = gate.scale, gate.shift
-            if out_idx is not None:
-                scale = scale.index_select(1, out_idx)
-                shift = shift.index_select(1, out_idx) if shift is not None else None
+            scale, shift = take(gate.scale, 1, out_idx), take(gate.shift, 1, out_idx)
             h = h * scale[:, :, None, None]
             if shift is not None:
                 h = h + shift[:, :, None, None]
@@ -153,14 +159,10 @@ class ConvUnit(nn.Module):
         if key not in cache:
             weight, bias = self.conv.weight.detach(), self.conv.bias
             bias = bias.detach() if bias is not None else None
-            if out_idx is not None:
-                weight = weight.index_select(0, out_idx)
-                bias = bias.index_select(0, out_idx) if bias is not None else None
-            if in_idx is not None:
-                weight = weight.index_select(1, in_idx)
+            weight, bias = take(take(weight, 0, out_idx), 1, in_idx), take(bias, 0, out_idx)
             if self.norm is not None:
                 n = self.norm
-                pick = (lambda t: t.detach().index_select(0, out_idx) if out_idx is not None else t.detach())
+                pick = lambda t: take(t.detach(), 0, out_idx)  # noqa: E731
                 inv_std = torch.rsqrt(pick(n.running_var) + n.eps)
                 gamma = pick(n.weight) if n.weight is not None else torch.ones_like(inv_std)
                 beta = pick(n.bias) if n.bias is not None else torch.zeros_like(inv_std)
@@ -174,8 +176,27 @@ class ConvUnit(nn.Module):
         return cache[key]
 
 
-def _index_key(idx: torch.Tensor | None):
-    return None if idx is None else idx.cpu().numpy().tobytes()
+def _index_key(idx):
+    if idx is None or isinstance(idx, int):
+        return idx
+    return idx.cpu().numpy().tobytes()
+
+
+# A set of channels in skip mode: None (all of them), an int n (the prefix 0..n-1) or a LongTensor of indices.
+def take(t: torch.Tensor | None, dim: int, idx) -> torch.Tensor | None:
+    """`t` restricted to the channels `idx` along `dim`: a view for a prefix, a gather for indices."""
+    if t is None or idx is None:
+        return t
+    return t.narrow(dim, 0, idx) if isinstance(idx, int) else t.index_select(dim, idx)
+
+
+def scatter(part: torch.Tensor, idx, width: int) -> torch.Tensor:
+    """`part` (channels `idx` along dim 1) placed in zeros of `width` channels."""
+    if idx is None:
+        return part
+    if isinstance(idx, int):
+        return F.pad(part, (0, 0) * (part.dim() - 2) + (0, width - idx))
+    return part.new_zeros(part.shape[0], width, *part.shape[2:]).index_copy_(1, idx, part)
 
 
 def splitmix64(z: torch.Tensor) -> torch.Tensor:

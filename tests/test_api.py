@@ -75,4 +75,6 @@ def test_shipped_configs_are_valid(name):
     from pathlib import Path
 
     cfg = load_config(Path(__file__).parent.parent / "config" / name)
-    assert set(cfg["methods"]) == set(registered_methods())
+    # LC-Net from scratch (the paper's 270-epoch schedule) runs in the smoke and paper configs only
+    omitted = {"lcnet_scratch", "lcnet_scratch_seq"} if name == "config.yaml" else set()
+    assert set(cfg["methods"]) == set(registered_methods()) - omitted

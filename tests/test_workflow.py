@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,6 +88,18 @@ def test_changing_one_method_reruns_only_its_jobs(smoke):
     jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))
     n_uw = len(cfg["methods"]["uniform_width"]["train_budgets"])
     assert jobs == {"train_method": n_uw, "evaluate": n_uw, "latency": n_uw, "gather": 1, "plot": 1, "all": 1}
+
+
+def test_a_derived_method_follows_its_parent(smoke):
+    cfg = yaml.safe_load((smoke / "smoke.yaml").read_text())
+    cfg["methods"]["lcnet"]["hp"]["slope"] = 0.02  # lcnet_seq runs lcnet's models: both re-run, nothing else
+    changed = smoke / "changed_parent.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))
+    n = len(cfg["methods"]["lcnet"]["train_budgets"]) + len(cfg["methods"]["lcnet_seq"]["train_budgets"])
+    assert jobs == {"train_method": n, "evaluate": n, "latency": n, "gather": 1, "plot": 1, "all": 1}
+    seq = smoke / "results/synthetic/resnet8/seed0/lcnet_seq/0.5/model.pt"
+    assert torch.load(seq, weights_only=False)["meta"]["method"] == "lcnet_seq"
 
 
 def test_artifacts_rerun_only_when_what_they_depend_on_changes(smoke):

@@ -1,0 +1,282 @@
+"""RNP: Runtime Neural Pruning (Lin et al., NeurIPS 2017; METHODS.md "RNP").
+
+Each prunable conv's output channels are split into k contiguous groups; before the conv, a
+decision network picks an action i (compute groups 1..i: a prefix) from the pooled current feature
+map: a per-layer encoder, one RNN shared across layers, a per-layer head of k Q-values. Pruning is a
+Markov decision process over the layers, trained by Q-learning with reward (i-1)*p per step and
+-alpha*L_cls at the last; rounds of decision-network training (backbone fixed) alternate with
+backbone fine-tuning under the network's greedy pruning (Algorithm 1). The first conv is not pruned.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prunebench.api import Method, UserError, copy_backbone
+from prunebench.backbones import GatedResNet
+from prunebench.data import Dataset, Normalizer
+from prunebench.gates import ChannelGate, GatePolicy
+from prunebench.io import save_torch
+from prunebench.train import TrainSpec, fit
+
+
+def prefix_lengths(channels: int, groups: int) -> list[int]:
+    """Channels computed by action i = 1..k: the first i of k contiguous groups (at least one channel)."""
+    return [max(1, round(channels * (i + 1) / groups)) for i in range(groups)]
+
+
+def step_rewards(actions: torch.Tensor, ce: torch.Tensor, penalty: float, alpha: float) -> torch.Tensor:
+    """(N, T) rewards: (i-1)*p at every step (actions hold i-1), plus -alpha*L_cls at the last one."""
+    rewards = actions.to(ce.dtype) * penalty
+    rewards[:, -1] -= alpha * ce
+    return rewards
+
+
+def q_targets(rewards: torch.Tensor, next_max_q: torch.Tensor, gamma: float) -> torch.Tensor:
+    """r_t + gamma * max_a Q'(s_{t+1}, a), with Q' the target network's; the last step is terminal.
+    next_max_q[:, t] is max_a Q'(s_t, a), so step t bootstraps from column t + 1."""
+    targets = rewards.clone()
+    targets[:, :-1] += gamma * next_max_q[:, 1:]
+    return targets
+
+
+def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """target <- (1 - tau) * target + tau * online."""
+    with torch.no_grad():
+        for t, o in zip(target.parameters(), online.parameters()):
+            t.mul_(1 - tau).add_(o, alpha=tau)
+
+
+class DecisionNetwork(nn.Module):
+    """Per-layer encoder to a fixed-length embedding, one RNN shared across layers, per-layer Q-heads.
+
+    [choice] an Elman RNN (tanh) written with linear layers: fvcore counts its cost like any other.
+    """
+
+    def __init__(self, in_channels: list[int], groups: int, embedding: int, hidden: int):
+        super().__init__()
+        self.hidden = hidden
+        self.encoders = nn.ModuleList(nn.Linear(c, embedding) for c in in_channels)
+        self.rnn_input = nn.Linear(embedding, hidden)
+        self.rnn_hidden = nn.Linear(hidden, hidden, bias=False)
+        self.heads = nn.ModuleList(nn.Linear(hidden, groups) for _ in in_channels)
+
+    def step(self, t: int, pooled: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q-values of layer t from its pooled input and the RNN state; the next state."""
+        state = torch.tanh(self.rnn_input(F.relu(self.encoders[t](pooled))) + self.rnn_hidden(state))
+        return self.heads[t](state), state
+
+    def q_values(self, pooled: list[torch.Tensor]) -> torch.Tensor:
+        """(N, T, k) Q-values of a stored episode (one pooled input per layer)."""
+        state = pooled[0].new_zeros(pooled[0].shape[0], self.hidden)
+        out = []
+        for t, p in enumerate(pooled):
+            q, state = self.step(t, p, state)
+            out.append(q)
+        return torch.stack(out, 1)
+
+
+class RNPPolicy(GatePolicy):
+    """Asks the decision network for an action per gated conv; the gate keeps a prefix of channels."""
+
+    def __init__(self, net: GatedResNet, units: list[str], groups: int, embedding: int, hidden: int):
+        super().__init__()
+        self.gated_units = frozenset(units)
+        self.step_of = {unit: t for t, unit in enumerate(units)}
+        self.q = DecisionNetwork([net.unit(u).conv.in_channels for u in units], groups, embedding, hidden)
+        self.widths = [net.unit(u).out_channels for u in units]
+        for t, width in enumerate(self.widths):
+            self.register_buffer(f"lengths{t}", torch.tensor(prefix_lengths(width, groups)))
+        self.epsilon = 0.0        # exploration rate (decision-network training only)
+        self.q_bias = 0.0         # ours: added per extra group to the Q-values at test time (rnp_bias)
+        self.generator: torch.Generator | None = None  # seeded epsilon draws
+        self.recording = False    # keep each step's pooled input and action (the replay buffer's episodes)
+        self.episode = None
+        self.state = None
+
+    def begin(self, x):
+        self.state = x.new_zeros(x.shape[0], self.q.hidden)
+        self.episode = ([], []) if self.recording else None
+
+    def channel_gate(self, unit, pooled):
+        t = self.step_of[unit]
+        q, self.state = self.q.step(t, pooled, self.state)
+        k = q.shape[1]
+        action = (q + self.q_bias * torch.arange(k, device=q.device, dtype=q.dtype)).argmax(1)
+        if self.epsilon > 0:
+            n = q.shape[0]
+            explore = torch.rand(n, generator=self.generator) < self.epsilon
+            action = torch.where(explore.to(q.device), torch.randint(k, (n,), generator=self.generator).to(q.device),
+                                 action)
+        if self.episode is not None:
+            self.episode[0].append(pooled.detach())
+            self.episode[1].append(action)
+        kept = getattr(self, f"lengths{t}")[action]
+        mask = torch.arange(self.widths[t], device=q.device)[None, :] < kept[:, None]
+        return ChannelGate(mask.to(q.dtype), None, mask, prefix=kept)
+
+
+class ReplayBuffer:
+    """Episodes (per-layer pooled inputs, actions, classification loss) of the current round."""
+
+    def __init__(self, capacity: int, generator: torch.Generator):
+        self.capacity, self.generator = capacity, generator
+        self.pooled, self.actions, self.ce = None, None, None
+
+    def __len__(self):
+        return 0 if self.ce is None else len(self.ce)
+
+    def add(self, pooled: list[torch.Tensor], actions: torch.Tensor, ce: torch.Tensor) -> None:
+        """Append a batch of episodes; the oldest are dropped beyond the capacity."""
+        if self.ce is None:
+            self.pooled, self.actions, self.ce = list(pooled), actions, ce
+        else:
+            self.pooled = [torch.cat([old, new]) for old, new in zip(self.pooled, pooled)]
+            self.actions, self.ce = torch.cat([self.actions, actions]), torch.cat([self.ce, ce])
+        self.pooled = [p[-self.capacity:] for p in self.pooled]
+        self.actions, self.ce = self.actions[-self.capacity:], self.ce[-self.capacity:]
+
+    def sample(self, size: int):
+        idx = torch.randint(len(self), (size,), generator=self.generator)
+        return [p[idx] for p in self.pooled], self.actions[idx], self.ce[idx]
+
+
+def pruned_units(net: GatedResNet) -> list[str]:
+    """Every conv inside a residual branch, in execution order (the stem, the first conv, is not pruned)."""
+    return [u for u in net.unit_names() if u.startswith("blocks.") and not u.endswith("shortcut")]
+
+
+class RNP(Method):
+    name = "rnp"
+    knob = "penalty"          # p < 0, the reward per extra channel group: more negative, fewer groups
+    test_time_knob = False
+    hyperparameters = {
+        "groups": 4,          # k (starting values from a public reproduction, METHODS.md)
+        "embedding": 64,
+        "hidden": 128,
+        "rounds": 3,          # decision-network training + backbone fine-tuning, alternated
+        "q_steps": 100,       # decision-network updates per round
+        "rollout_batch": 128, # images played per update (their episodes enter the replay buffer)
+        "q_batch": 256,       # episodes per Q-learning update
+        "replay_capacity": 20000,
+        "epsilon_start": 1.0, # linear within each round
+        "epsilon_end": 0.1,
+        "gamma": 0.999,
+        "q_lr": 1e-4,         # Adam
+        "tau": 0.005,         # soft target-network update
+        "alpha": 5.0,         # [choice] alpha * L_cls ~ 1 for the pretrained backbone (L_cls ~ 0.2)
+        "finetune": {"epochs": 1, "lr": 0.01, "schedule": "cosine"},
+    }
+    quick_hp = {"rounds": 1, "q_steps": 5, "rollout_batch": 32, "q_batch": 32, "finetune": {"epochs": 1, "batch_size": 64}}
+
+    def budget_range(self, backbone):
+        return (-1.0, 0.0)
+
+    def train(self, backbone, data, budget, hp, run):
+        if hp["groups"] < 1 or hp["rounds"] < 1 or hp["q_steps"] < 1:
+            raise UserError(f"{self.name}: groups, rounds and q_steps must be >= 1")
+        net = copy_backbone(backbone, run.device)
+        policy = RNPPolicy(net, pruned_units(net), hp["groups"], hp["embedding"], hp["hidden"]).to(run.device)
+        net.policy = policy
+        target = copy.deepcopy(policy.q)
+        optimizer = torch.optim.Adam(policy.q.parameters(), lr=hp["q_lr"])
+        draws = torch.Generator().manual_seed(run.seed * 1_000_003 + 17)  # batches and replay samples
+        policy.generator = torch.Generator().manual_seed(run.seed * 1_000_003 + 29)  # epsilon draws
+        start = self._resume(run, net, target, optimizer, draws, policy)
+        for round_ in range(start, hp["rounds"]):
+            self._learn_decisions(net, target, optimizer, draws, data, float(budget), hp, run, round_)
+            self._finetune(net, data, hp, run, round_)
+            self._save(run, round_, net, target, optimizer, draws, policy)
+        policy.epsilon = 0.0
+        return net.eval()
+
+    def _learn_decisions(self, net, target, optimizer, draws, data: Dataset, penalty: float, hp, run, round_):
+        """Q-learning of the decision network, backbone fixed (eval mode); a fresh replay buffer per round."""
+        policy = net.policy
+        net.eval()
+        device = next(net.parameters()).device
+        normalize = Normalizer(data.mean, data.std, device)
+        buffer = ReplayBuffer(hp["replay_capacity"], draws)
+        losses = []
+        for step in range(hp["q_steps"]):
+            policy.epsilon = hp["epsilon_start"] + (hp["epsilon_end"] - hp["epsilon_start"]) * step / max(hp["q_steps"] - 1, 1)
+            idx = torch.randint(len(data.train_x), (hp["rollout_batch"],), generator=draws)
+            policy.recording = True
+            with torch.no_grad():
+                ce = F.cross_entropy(net(normalize(data.train_x[idx])), data.train_y[idx].to(device), reduction="none")
+            policy.recording = False
+            buffer.add(policy.episode[0], torch.stack(policy.episode[1], 1), ce)
+            pooled, actions, ce = buffer.sample(hp["q_batch"])
+            q = policy.q.q_values(pooled).gather(2, actions[..., None]).squeeze(2)
+            with torch.no_grad():
+                y = q_targets(step_rewards(actions, ce, penalty, hp["alpha"]),
+                              target.q_values(pooled).max(2).values, hp["gamma"])
+            loss = F.smooth_l1_loss(q, y)  # [choice] Huber, as DQN: the squared TD error diverged (Q-loss 3e5)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            soft_update(target, policy.q, hp["tau"])
+            losses.append(loss.item())
+        policy.epsilon = 0.0
+        run.log.info("rnp round %d: Q-loss %.4f (last 10 updates), %d episodes", round_ + 1,
+                     sum(losses[-10:]) / len(losses[-10:]), len(buffer))
+
+    def _finetune(self, net, data, hp, run, round_):
+        """The backbone with cross-entropy under the decision network's greedy pruning (network fixed)."""
+        for p in net.policy.parameters():
+            p.requires_grad_(False)
+        backbone_params = [p for name, p in net.named_parameters() if not name.startswith("policy.")]
+        try:
+            fit(net, data, TrainSpec.from_dict(hp["finetune"], "rnp.finetune"), run, name=f"rnp-finetune-{round_}",
+                params=backbone_params)
+        finally:
+            for p in net.policy.parameters():
+                p.requires_grad_(True)
+
+    # --- resumable rounds
+
+    def _save(self, run, round_, net, target, optimizer, draws, policy):
+        path = run.checkpoint("rnp-rounds")
+        if path is not None:
+            save_torch({"round": round_, "job": run.identity, "net": net.state_dict(), "target": target.state_dict(),
+                        "optimizer": optimizer.state_dict(), "draws": draws.get_state(),
+                        "epsilon_draws": policy.generator.get_state()}, path)
+
+    def _resume(self, run, net, target, optimizer, draws, policy) -> int:
+        path = run.checkpoint("rnp-rounds")
+        if path is None or not path.exists():
+            return 0
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state["job"] != run.identity:
+            return 0
+        net.load_state_dict(state["net"])
+        target.load_state_dict(state["target"])
+        optimizer.load_state_dict(state["optimizer"])
+        draws.set_state(state["draws"])
+        policy.generator.set_state(state["epsilon_draws"])
+        run.log.info("rnp: resuming after round %d", state["round"] + 1)
+        return state["round"] + 1
+
+
+class RNPBias(RNP):
+    """Ours, not the paper's: `rnp`'s models with a bias added per extra group to the Q-values at
+    test time, swept at evaluation; one model becomes a curve (RNP's claim of a run-time knob)."""
+
+    name = "rnp_bias"
+    knob = "q_bias"
+    test_time_knob = True
+    derived_from = "rnp"
+    ours = True
+
+    def budget_range(self, backbone):
+        return (-10.0, 10.0)
+
+    def derive(self, net):
+        return net
+
+    def configure(self, net, budget):
+        net.policy.q_bias = float(budget)

@@ -1,0 +1,97 @@
+import torch
+
+from prunebench.api import copy_backbone
+from prunebench.data import Normalizer
+from prunebench.methods.rnp import (DecisionNetwork, ReplayBuffer, RNPPolicy, prefix_lengths, pruned_units,
+                                    q_targets, soft_update, step_rewards)
+
+
+def _rnp(backbone, epsilon=0.0, seed=0):
+    net = copy_backbone(backbone)
+    net.policy = RNPPolicy(net, pruned_units(net), groups=4, embedding=8, hidden=16)
+    net.policy.epsilon = epsilon
+    net.policy.generator = torch.Generator().manual_seed(seed)
+    return net.eval()
+
+
+def test_rewards_penalise_each_extra_group_and_the_loss_at_the_end():
+    actions = torch.tensor([[0, 3, 1], [2, 2, 0]])  # i - 1 groups beyond the first
+    ce = torch.tensor([0.5, 2.0])
+    r = step_rewards(actions, ce, penalty=-0.1, alpha=2.0)
+    assert torch.allclose(r, torch.tensor([[0.0, -0.3, -0.1 - 1.0], [-0.2, -0.2, 0.0 - 4.0]]))
+
+
+def test_q_targets_bootstrap_from_the_next_step_except_at_the_end():
+    rewards = torch.tensor([[1.0, 2.0, 3.0]])
+    next_max = torch.tensor([[10.0, 20.0, 30.0]])  # max_a Q'(s_t, a) for t = 0, 1, 2
+    assert torch.allclose(q_targets(rewards, next_max, gamma=0.5), torch.tensor([[1 + 10.0, 2 + 15.0, 3.0]]))
+
+
+def test_soft_update_moves_the_target_by_tau():
+    online, target = DecisionNetwork([4], 2, 3, 5), DecisionNetwork([4], 2, 3, 5)
+    before = target.heads[0].bias.clone()
+    soft_update(target, online, tau=0.25)
+    assert torch.allclose(target.heads[0].bias, 0.75 * before + 0.25 * online.heads[0].bias)
+
+
+def test_prefix_masks(tiny):
+    assert prefix_lengths(16, 4) == [4, 8, 12, 16] and prefix_lengths(3, 4) == [1, 2, 2, 3]
+    backbone, data = tiny
+    net = _rnp(backbone)
+    gate = net.policy
+    gate.begin(torch.zeros(5, 3))
+    g = gate.channel_gate("blocks.0.conv1", torch.randn(5, net.unit("blocks.0.conv1").conv.in_channels))
+    width = net.unit("blocks.0.conv1").out_channels
+    assert torch.equal(g.mask, torch.arange(width)[None, :] < g.prefix[:, None])  # prefixes, never subsets
+    assert set(g.prefix.tolist()) <= set(prefix_lengths(width, 4))
+
+
+def test_greedy_and_epsilon_greedy(tiny):
+    backbone, data = tiny
+    x = Normalizer(data.mean, data.std)(data.test_x[:32])
+
+    def prefixes(net):
+        with torch.no_grad():
+            _, trace = net.run(x)
+        return torch.stack([trace.gated_active[u] for u in sorted(trace.gated_active)])
+
+    greedy = _rnp(backbone)
+    assert torch.equal(prefixes(greedy), prefixes(greedy))  # greedy is a function of the input
+    explore = [_rnp(backbone, epsilon=1.0, seed=s) for s in (0, 0, 1)]
+    for net in explore:
+        net.policy.load_state_dict(greedy.policy.state_dict())
+    a, b, c = (prefixes(net) for net in explore)
+    assert torch.equal(a, b) and not torch.equal(a, c)  # random actions, drawn from the seeded generator
+    assert not torch.equal(a, prefixes(greedy))
+
+
+def test_replay_buffer_keeps_the_newest_episodes_and_samples_deterministically():
+    buffer = ReplayBuffer(capacity=5, generator=torch.Generator().manual_seed(0))
+    for start in (0, 3):
+        ids = torch.arange(start, start + 3, dtype=torch.float32)
+        buffer.add([ids[:, None]], ids[:, None].long(), ids)
+    assert len(buffer) == 5 and torch.equal(buffer.ce, torch.tensor([1.0, 2, 3, 4, 5]))
+    pooled, actions, ce = buffer.sample(4)
+    assert torch.equal(pooled[0][:, 0], ce) and torch.equal(actions[:, 0].float(), ce)  # rows stay episodes
+    again = ReplayBuffer(capacity=5, generator=torch.Generator().manual_seed(0))
+    again.add(buffer.pooled, buffer.actions, buffer.ce)
+    assert torch.equal(again.sample(4)[2], ce)
+
+
+def test_skip_mode_slices_prefixes_without_a_gather(tiny):
+    backbone, data = tiny
+    net = _rnp(backbone)
+    x = Normalizer(data.mean, data.std)(data.test_x[:16])
+    net.policy.q.heads[0].bias.data = torch.tensor([9.0, 0, 0, 0])  # the first conv keeps one group of four
+    with torch.no_grad():
+        logits, trace = net.run(x, "mask")
+        logits_skip, trace_skip = net.run(x, "skip")
+    assert torch.allclose(logits, logits_skip, atol=1e-4)
+    cut = set()
+    for unit in net.policy.gated_units:
+        assert torch.equal(trace.active_out[unit], trace_skip.active_out[unit])
+        keys = net.unit(unit).__dict__["_fold_cache"]
+        # the folded weights are cut by a prefix length (a view), never by an index tensor
+        assert all(isinstance(k[0], (int, type(None))) and isinstance(k[1], (int, type(None))) for k in keys)
+        cut |= {k[1] for k in keys}
+    assert net.unit("blocks.0.conv1").out_channels // 4 in cut
