@@ -15,17 +15,13 @@ from torch import nn
 
 from prunebench.api import Method, UserError, copy_backbone
 from prunebench.backbones import GatedResNet
-from prunebench.gates import ChannelGate, GatePolicy, top_k_mask
+from prunebench.gates import ChannelGate, GatePolicy, module_key, top_k_mask
 from prunebench.train import TrainSpec, fit
 
 
 def winners(density: float, channels: int) -> int:
     """k = ceil(d*C) channels kept per sample (at least one)."""
     return max(1, math.ceil(density * channels - 1e-9))
-
-
-def _key(unit: str) -> str:
-    return unit.replace(".", "_")  # module dict keys cannot contain dots
 
 
 class FBSPolicy(GatePolicy):
@@ -42,8 +38,8 @@ class FBSPolicy(GatePolicy):
             conv_unit = net.unit(unit)
             fc = nn.Linear(conv_unit.conv.in_channels, conv_unit.out_channels)
             nn.init.ones_(fc.bias)  # every channel starts equally boosted (sec. 3.2)
-            self.saliency[_key(unit)] = fc
-            self.beta[_key(unit)] = nn.Parameter(torch.full((conv_unit.out_channels,), beta_init))
+            self.saliency[module_key(unit)] = fc
+            self.beta[module_key(unit)] = nn.Parameter(torch.full((conv_unit.out_channels,), beta_init))
             self.activation[unit] = conv_unit.relu  # the conv's own activation: ReLU, or identity
         self.l1 = None
 
@@ -51,7 +47,7 @@ class FBSPolicy(GatePolicy):
         self.l1 = x.new_zeros(())
 
     def channel_gate(self, unit, pooled):
-        key = _key(unit)
+        key = module_key(unit)
         g = self.saliency[key](pooled)
         if self.activation[unit]:
             g = F.relu(g)

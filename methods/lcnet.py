@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunebench.api import Method, copy_backbone
-from prunebench.backbones import GatedResNet, build_backbone
+from prunebench.backbones import GatedResNet
 from prunebench.gates import ChannelGate, GatePolicy
 from prunebench.train import TrainSpec, fit, recalibrate_bn
 
@@ -130,10 +130,7 @@ class LCNetScratch(LCNet):
                                     "schedule": "step", "milestones": [1 / 3, 2 / 3], "gamma": 0.1}}
 
     def _initial(self, backbone, hp, run):
-        net = build_backbone(f"{'resnet' if backbone.spec['block'] == 'basic' else 'preresnet'}{backbone.spec['depth']}",
-                             backbone.spec["num_classes"], backbone.spec["in_channels"],
-                             shortcut=backbone.spec["shortcut"], width=backbone.spec["width"])
-        return net.to(run.device)
+        return GatedResNet(**backbone.spec).to(run.device)  # the same architecture, freshly initialised
 
 
 class LCNetSequential(LCNet):

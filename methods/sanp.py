@@ -21,7 +21,7 @@ from prunebench.api import Method, UserError, copy_backbone
 from prunebench.backbones import GatedResNet
 from prunebench.data import Dataset, Normalizer
 from prunebench.flops import Accountant, controller_macs
-from prunebench.gates import ChannelGate, GatePolicy, top_k_mask
+from prunebench.gates import ChannelGate, GatePolicy, module_key, top_k_mask
 from prunebench.train import TrainSpec, fit, recalibrate_bn
 
 def saturating_sigmoid(x: torch.Tensor, a: float, b: float) -> torch.Tensor:
@@ -84,10 +84,6 @@ class SaliencyModule(nn.Module):
         return self.fc2(F.relu(self.fc1(d)))
 
 
-def _key(unit: str) -> str:
-    return unit.replace(".", "_")  # module dict keys cannot contain dots
-
-
 class SANPPolicy(GatePolicy):
     """Per gated conv: saliency s from its SPM, a binary code b, gate scale s*b (zero where b = 0)."""
 
@@ -96,7 +92,7 @@ class SANPPolicy(GatePolicy):
         self.gated_units = frozenset(units)
         self.variant, self.a, self.b = variant, hp["hash_a"], hp["hash_b"]
         self.spm = nn.ModuleDict({
-            _key(u): SaliencyModule(net.unit(u).conv.in_channels, net.unit(u).out_channels, hp["reduction"],
+            module_key(u): SaliencyModule(net.unit(u).conv.in_channels, net.unit(u).out_channels, hp["reduction"],
                                     hp["min_hidden"], static=variant == "static", initial=hp["saliency_init"])
             for u in units})
         self.keep_fraction = 1.0  # fixed_k: the fraction of channels every layer keeps
@@ -109,7 +105,7 @@ class SANPPolicy(GatePolicy):
         self.saliency_l1 = x.new_zeros(())
 
     def channel_gate(self, unit, pooled):
-        s = self.spm[_key(unit)](pooled)
+        s = self.spm[module_key(unit)](pooled)
         self.saliency_l1 = self.saliency_l1 + s.abs().sum(1).mean()  # sum over layers of ||s^l||_1, batch mean
         if self.variant == "fixed_k":  # no binarisation: the k highest saliencies, k the same fraction everywhere
             mask = top_k_mask(s, max(1, math.ceil(self.keep_fraction * s.shape[1] - 1e-9)))

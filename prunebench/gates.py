@@ -199,6 +199,11 @@ def scatter(part: torch.Tensor, idx, width: int) -> torch.Tensor:
     return part.new_zeros(part.shape[0], width, *part.shape[2:]).index_copy_(1, idx, part)
 
 
+def module_key(unit: str) -> str:
+    """A unit name as a ModuleDict key (keys cannot contain dots), for policies with a module per gated unit."""
+    return unit.replace(".", "_")
+
+
 def splitmix64(z: torch.Tensor) -> torch.Tensor:
     """SplitMix64 finaliser on int64 tensors (wrapping arithmetic; logical shifts by masking)."""
     z = z * -7046029254386353131  # 0x9E3779B97F4A7C15, the golden-ratio increment
