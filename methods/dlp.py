@@ -191,10 +191,6 @@ def removal_budget_weights(num_blocks: int) -> torch.Tensor:
     return (num_blocks - 1 - r) ** 2
 
 
-def backbone_norms(net: GatedResNet) -> list[nn.BatchNorm2d]:
-    return [m for name, m in net.named_modules() if isinstance(m, nn.BatchNorm2d) and not name.startswith("policy.")]
-
-
 class BudgetStatistics(nn.Module):
     """BN running statistics kept per block budget ("switchable BN", Yu et al. 2019) [choice].
 
@@ -229,7 +225,7 @@ def load_budget_statistics(net: GatedResNet, statistics: BudgetStatistics | None
     """Put the BN statistics of budget `blocks` into the backbone (no-op before fine-tuning)."""
     if statistics is not None:
         with torch.no_grad():
-            statistics.load(backbone_norms(net), blocks)
+            statistics.load(net.backbone_norms(), blocks)
 
 
 # ---------------------------------------------------------------- the method
@@ -317,7 +313,7 @@ class DLP(Method):
         """Joint fine-tuning: backbone trained with CE under the frozen policy at a random budget per batch."""
         k = net.num_blocks
         weights = removal_budget_weights(k)
-        norms = backbone_norms(net)
+        norms = net.backbone_norms()
         if net.policy.budget_statistics is None:
             net.policy.budget_statistics = BudgetStatistics(norms, k).to(next(net.parameters()).device)
         slots = net.policy.budget_statistics
@@ -332,9 +328,8 @@ class DLP(Method):
                 slots.store(norms, blocks)
             return F.cross_entropy(logits, y), logits
 
-        backbone_params = [p for name, p in net.named_parameters() if not name.startswith("policy.")]
         spec = TrainSpec.from_dict(hp["finetune"], "dlp.finetune")
-        fit(net, data, spec, run, name=f"dlp-finetune-{round_}", loss_fn=loss_fn, params=backbone_params)
+        fit(net, data, spec, run, name=f"dlp-finetune-{round_}", loss_fn=loss_fn, params=net.backbone_parameters())
         with torch.no_grad():  # leave the full network's statistics in place (the next search uses them)
             slots.load(norms, k)
 

@@ -229,10 +229,9 @@ class RNP(Method):
         """The backbone with cross-entropy under the decision network's greedy pruning (network fixed)."""
         for p in net.policy.parameters():
             p.requires_grad_(False)
-        backbone_params = [p for name, p in net.named_parameters() if not name.startswith("policy.")]
         try:
             fit(net, data, TrainSpec.from_dict(hp["finetune"], "rnp.finetune"), run, name=f"rnp-finetune-{round_}",
-                params=backbone_params)
+                params=net.backbone_parameters())
         finally:
             for p in net.policy.parameters():
                 p.requires_grad_(True)

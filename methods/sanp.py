@@ -175,7 +175,7 @@ class SANP(Method):
 
     def _warm_up(self, net: GatedResNet, data: Dataset, hp: dict, run) -> None:
         """SPMs trained with cross-entropy only, every backbone parameter frozen (sec. 4.1.2)."""
-        backbone_params = [p for name, p in net.named_parameters() if not name.startswith("policy.")]
+        backbone_params = net.backbone_parameters()
         for p in backbone_params:
             p.requires_grad_(False)
         try:
@@ -206,10 +206,8 @@ class SANP(Method):
 
     def _finetune(self, net: GatedResNet, data: Dataset, budget: float, hp: dict, run, on_epoch_start=None) -> None:
         """Joint fine-tuning with CE + lambda * (1/N) * sum_l ||s^l||_1, lambda from the measured cost (eq. 9-10)."""
-        image_shape = (data.in_channels, *data.image_size)
-        accountant = Accountant(net, image_shape)
         # The budget is a fraction of the dense backbone; the SPMs' own cost counts against it.
-        spm_macs = controller_macs(net, image_shape)
+        accountant, spm_macs = costing(net, data)
         dense, target = accountant.dense_macs, budget * accountant.dense_macs
         if target <= spm_macs:
             raise UserError(f"{self.name}: budget {budget:g} of dense MACs is below the SPMs' own cost "
@@ -254,9 +252,8 @@ class SANP(Method):
             if on_epoch_start is not None:
                 on_epoch_start(epoch)
 
-        spm = list(policy.parameters())
-        backbone_params = [p for name, p in net.named_parameters() if not name.startswith("policy.")]
-        groups = [{"params": backbone_params}, {"params": spm, "lr": spec.lr * hp["spm_lr_scale"]}]
+        groups = [{"params": net.backbone_parameters()},
+                  {"params": list(policy.parameters()), "lr": spec.lr * hp["spm_lr_scale"]}]
         fit(net, data, spec, run, name=f"{self.name}-finetune", loss_fn=loss_fn, on_epoch_start=epoch_start, params=groups)
         report()
 
@@ -278,26 +275,31 @@ class SANPFixedK(SANP):
 
     def train(self, backbone, data, budget, hp, run):
         net = self._gated(backbone, hp, run)
-        self._fit_fraction(net, data, float(budget), run)
+        accountant, spm_macs = costing(net, data)
+
+        def fit_fraction(epoch=None):
+            """k matched to the budget anew as the saliencies train: how many stream channels a block's
+            output leaves active, and so the next conv's input cost, depends on how the samples' top-k differ."""
+            net.policy.keep_fraction = keep_fraction_for_budget(net, data, float(budget), accountant, spm_macs)
+            run.log.info("%s: every layer keeps %.4f of its channels", self.name, net.policy.keep_fraction)
+
+        fit_fraction()
         self._warm_up(net, data, hp, run)
-        self._finetune(net, data, float(budget), hp, run,
-                       on_epoch_start=lambda epoch: self._fit_fraction(net, data, float(budget), run))
+        self._finetune(net, data, float(budget), hp, run, on_epoch_start=fit_fraction)
         return self._recalibrated(net, data, hp)
 
-    def _fit_fraction(self, net, data, budget, run):
-        """k matched to the budget anew as the saliencies train: how many stream channels a block's
-        output leaves active, and so the next conv's input cost, depends on how the samples' top-k differ."""
-        net.policy.keep_fraction = keep_fraction_for_budget(net, data, budget)
-        run.log.info("%s: every layer keeps %.4f of its channels", self.name, net.policy.keep_fraction)
+
+def costing(net: GatedResNet, data: Dataset) -> tuple[Accountant, float]:
+    """The accountant of the backbone and the SPMs' per-sample MACs (measured once per training)."""
+    image_shape = (data.in_channels, *data.image_size)
+    return Accountant(net, image_shape), controller_macs(net, image_shape)
 
 
 @torch.no_grad()
-def keep_fraction_for_budget(net: GatedResNet, data: Dataset, budget: float, images: int = 256) -> float:
+def keep_fraction_for_budget(net: GatedResNet, data: Dataset, budget: float, accountant: Accountant,
+                             spm_macs: float, images: int = 256) -> float:
     """The per-layer keep fraction whose measured mean cost (SPMs included) is closest to the budget
     from below, by bisection on training images (the cost only grows with the fraction)."""
-    image_shape = (data.in_channels, *data.image_size)
-    accountant = Accountant(net, image_shape)
-    spm_macs = controller_macs(net, image_shape)
     x = Normalizer(data.mean, data.std, next(net.parameters()).device)(data.train_x[:images])
     was_training = net.training
     net.eval()

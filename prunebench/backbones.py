@@ -295,6 +295,14 @@ class GatedResNet(nn.Module):
     def unit(self, name: str) -> ConvUnit:
         return self.get_submodule(name)
 
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        """The network's own parameters, not its policy's (what a method's stage trains or freezes)."""
+        return [p for name, p in self.named_parameters() if not name.startswith("policy.")]
+
+    def backbone_norms(self) -> list[nn.BatchNorm2d]:
+        """The network's own BN layers, not its policy's (whose statistics a method re-estimates or swaps)."""
+        return [m for name, m in self.named_modules() if isinstance(m, nn.BatchNorm2d) and not name.startswith("policy.")]
+
     def forward(self, x: torch.Tensor, mode: str = "mask") -> torch.Tensor:
         return self._forward(x, mode, record=False)[0]
 

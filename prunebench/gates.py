@@ -39,7 +39,7 @@ class ChannelGate:
 
     def union(self) -> int | torch.Tensor | None:
         """The channels any sample keeps: a prefix length (weight slices are views) when the gate
-        says its kept sets are prefixes, else indices."""
+        says its kept sets are prefixes, else the union of the masks (see union_index)."""
         if self.prefix is None:
             return union_index(self.active)
         n = int(self.prefix.max())
@@ -227,14 +227,17 @@ def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     return torch.zeros_like(scores, dtype=torch.float32).scatter_(1, order, 1.0) > 0
 
 
-def union_index(active: torch.Tensor) -> torch.Tensor | None:
-    """Channels active for any sample of a (N, C) mask; None when all are (no slicing needed)."""
+def union_index(active: torch.Tensor) -> int | torch.Tensor | None:
+    """Channels active for any sample of a (N, C) mask; None when all are (no slicing needed), a
+    prefix length when they are the first ones (slices are then views: e.g. a union of prefixes)."""
     any_active = active.any(0)
     if bool(any_active.all()):
         return None
     idx = any_active.nonzero().flatten()
     # A unit no sample keeps still computes one (gated-to-zero) channel: convs need >= 1 channel.
-    return idx if len(idx) else idx.new_zeros(1)
+    if len(idx) == 0 or int(idx[-1]) == len(idx) - 1:
+        return max(len(idx), 1)
+    return idx
 
 
 def count(mask: torch.Tensor | None, n: int, width: int, device) -> torch.Tensor:

@@ -18,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .api import RunContext, UserError
+from .backbones import GatedResNet
 from .data import Dataset, Normalizer, augment, batch_indices
 from .io import save_torch
 
@@ -240,11 +241,10 @@ def accuracy(net: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, normalize: 
 
 
 @torch.no_grad()
-def recalibrate_bn(net: nn.Module, data: Dataset, images: int, batch_size: int = 256) -> None:
+def recalibrate_bn(net: GatedResNet, data: Dataset, images: int, batch_size: int = 256) -> None:
     """Re-estimate the backbone's BN running statistics on `images` training images (no augmentation)
     with everything else in eval mode, so the statistics match the gates applied at inference."""
-    norms = [m for name, m in net.named_modules()
-             if isinstance(m, nn.modules.batchnorm._BatchNorm) and not name.startswith("policy.")]
+    norms = net.backbone_norms()
     device = next(net.parameters()).device
     normalize = Normalizer(data.mean, data.std, device)
     net.eval()

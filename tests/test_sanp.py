@@ -4,7 +4,7 @@ import torch
 
 from prunebench.api import RunContext
 from prunebench.data import Normalizer
-from prunebench.methods.sanp import (SANP, SANPFixedK, SANPStatic, budget_lambda, keep_fraction_for_budget,
+from prunebench.methods.sanp import (SANP, SANPFixedK, SANPStatic, budget_lambda, costing, keep_fraction_for_budget,
                                      inference_code, saturating_sigmoid, semantic_hash,
                                      update_average)
 from prunebench.flops import Accountant
@@ -81,7 +81,7 @@ def test_static_variant_prunes_every_sample_alike(tiny):
 def test_fixed_k_fraction_lands_the_cost_on_the_budget(tiny):
     backbone, data = tiny
     net = _sanp(backbone, "fixed_k")
-    fraction = keep_fraction_for_budget(net, data, 0.5)
+    fraction = keep_fraction_for_budget(net, data, 0.5, *costing(net, data))
     net.policy.keep_fraction = fraction
     with torch.no_grad():
         _, trace = net.run(Normalizer(data.mean, data.std)(data.train_x[:256]))
