@@ -10,7 +10,7 @@ import torch
 from prunebench.api import Method, RunContext, copy_backbone
 from prunebench.backbones import GatedResNet
 from prunebench.data import Dataset
-from prunebench.gates import ChannelGate, GatePolicy, content_key, splitmix64
+from prunebench.gates import GatePolicy, StaticChannelPolicy, content_key, splitmix64
 from prunebench.train import TrainSpec, fit
 
 
@@ -19,6 +19,7 @@ class Dense(Method):
 
     name = "dense"
     knob = "none"
+    static = True
     hyperparameters = {}
 
     def budget_range(self, backbone):
@@ -72,21 +73,6 @@ class RandomDrop(Method):
         net.policy.blocks = int(budget)
 
 
-class StaticChannelPolicy(GatePolicy):
-    """Fixed channel masks, the same for every sample (static pruning expressed as gates)."""
-
-    def __init__(self, masks: dict[str, torch.Tensor]):
-        super().__init__()
-        self.gated_units = frozenset(masks)
-        self.names = {unit: f"mask{i}" for i, unit in enumerate(sorted(masks))}
-        for unit, mask in masks.items():
-            self.register_buffer(self.names[unit], mask.float())
-
-    def channel_gate(self, unit, pooled):
-        mask = getattr(self, self.names[unit])
-        return ChannelGate(mask.expand(pooled.shape[0], -1))
-
-
 def branch_units(net: GatedResNet) -> list[str]:
     """The convs inside residual branches (what width pruning gates; the stream width is kept)."""
     return [u for u in net.unit_names() if u.startswith("blocks.") and not u.endswith("shortcut")]
@@ -105,6 +91,7 @@ class UniformWidth(Method):
 
     name = "uniform_width"
     knob = "width"
+    static = True
     hyperparameters = {"finetune": {"epochs": 2, "lr": 0.01, "schedule": "cosine"}}
 
     def budget_range(self, backbone):

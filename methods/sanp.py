@@ -263,6 +263,7 @@ class SANPStatic(SANP):
 
     name = "sanp_static"
     variant = "static"
+    static = True
 
 
 class SANPFixedK(SANP):

@@ -33,6 +33,13 @@ class RunContext:
     checkpoints: set = field(default_factory=set)
     artifacts: dict = field(default_factory=dict)  # name -> path of a precomputed artifact
     identity: str = ""  # what the job computes (method, budget, hp): checkpoints of another are not resumed
+    start: Path | None = None  # a chained method's start: its model at the next larger budget
+
+    def start_model(self) -> GatedResNet | None:
+        """The trained model a chained method continues from (None: start from the backbone)."""
+        if self.start is None:
+            return None
+        return torch.load(self.start, map_location="cpu", weights_only=False)["model"]
 
     def artifact(self, name: str, compute):
         """A method's per-backbone precomputation: loaded from the workflow's output if given,
@@ -74,6 +81,10 @@ class Method:
     # mode): the workflow derives its models from `derived_from`'s with `derive`, training nothing.
     derived_from: str | None = None
     ours: bool = False  # a variant this harness adds (marked in the tables), not the paper's method
+    static: bool = False  # every sample costs the same (static pruning; marked in the tables)
+    # The train budgets lie on one chain (e.g. iterative pruning): each budget continues from the
+    # model trained at the next larger budget (handed to train as run.start), so a sweep costs one run.
+    chained: bool = False
 
     def budget_range(self, backbone: GatedResNet) -> tuple[float, float]:
         """Inclusive range of valid budgets on this backbone."""

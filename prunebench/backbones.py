@@ -91,6 +91,37 @@ class ResidualBlock(nn.Module):
         self.shortcut = shortcut
         self.pre_norm = pre_norm
         self.post_relu = post_relu
+        # Stream channels the branch reads (network slimming's channel selection, kept by a
+        # physically pruned pre-activation block); None: all of them.
+        self.register_buffer("select", None)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._buffers.setdefault("select", None)  # models saved before channel selection existed
+
+    @property
+    def pre_gate(self) -> str | None:
+        """Name of the input-side gate point: the pre-activation BN's output, before the branch's
+        first conv (pre-activation blocks only; the stream it reads is not pruned)."""
+        return self.prefix + "pre_norm" if self.pre_norm is not None else None
+
+    @property
+    def removed(self) -> bool:
+        """The branch is gone (e.g. layer pruning): the block is its shortcut alone."""
+        return not self.unit_names
+
+    def replace_units(self, old: list[str], new: dict[str, ConvUnit]) -> None:
+        """Replace the consecutive branch units `old` by `new` (e.g. a 1x1 bridge; {} removes the branch)."""
+        at = self.unit_names.index(old[0])
+        if self.unit_names[at:at + len(old)] != old:
+            raise ValueError(f"{old} are not consecutive units of block {self.index}")
+        for name in old:
+            delattr(self, name)
+        for name, unit in new.items():
+            self.add_module(name, unit)
+        self.unit_names[at:at + len(old)] = list(new)
+        if self.removed:
+            self.pre_norm = self.select = None
 
     @property
     def out_channels(self) -> int:
@@ -98,6 +129,8 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x, stream, ctx: _Pass):
         """One block; `stream` is the (N, C) mask of structurally non-zero input channels (None: all)."""
+        if self.removed:
+            return self._shortcut_only(x, stream, ctx)
         policy = ctx.policy
         block_gate = None
         if policy is not None and policy.gates_blocks:
@@ -128,9 +161,29 @@ class ResidualBlock(nn.Module):
             branch_mask = branch_mask & (run[:, None] > 0)
         return out, branch_mask | shortcut_mask.to(out.device).expand(n, -1)
 
+    def _shortcut_only(self, x, stream, ctx: _Pass):
+        if ctx.trace is not None:
+            ctx.block_gates.append(torch.zeros(x.shape[0], device=x.device))
+        out, mask = self._shortcut(x, stream, ctx, None)
+        return (F.relu(out) if self.post_relu else out), mask
+
     def _in_mask(self, stream):
         # A pre-activation BN turns zero channels into non-zero ones: its conv input is dense.
         return None if self.pre_norm is not None else stream
+
+    def _pre_activation(self, x, ctx: _Pass):
+        """ReLU(BN(x)) on the selected stream channels, gated on the input side; (h, gate)."""
+        if self.select is not None:
+            x = x.index_select(1, self.select)
+        h = self.pre_norm(x)
+        gate = ctx.channel_gate(self.pre_gate, lambda: x.mean((2, 3)))
+        if gate is not None:
+            h = h * gate.scale[:, :, None, None]
+            if gate.shift is not None:
+                h = h + gate.shift[:, :, None, None]
+            if ctx.trace is not None:
+                ctx.trace.gated_active[self.pre_gate] = gate.active.sum(1).float()
+        return F.relu(h), gate
 
     def _shortcut(self, x, stream, ctx: _Pass, run):
         sc = self.shortcut
@@ -147,8 +200,11 @@ class ResidualBlock(nn.Module):
         return sc(x), None
 
     def _branch_mask(self, x, stream, ctx: _Pass, run):
-        h = F.relu(self.pre_norm(x)) if self.pre_norm is not None else x
         in_mask = self._in_mask(stream)
+        h = x
+        if self.pre_norm is not None:
+            h, pre = self._pre_activation(x, ctx)
+            in_mask = pre.active if pre is not None else None
         for k, name in enumerate(self.unit_names):
             unit, full = getattr(self, name), self.prefix + name
             # A row whose block is skipped shows the policy a zero input, exactly as in skip mode.
@@ -166,9 +222,12 @@ class ResidualBlock(nn.Module):
         # LC-Net's parallel mode computes the first conv for every sample before the decision.
         select_after = 1 if ctx.parallel else 0
         in_mask = self._in_mask(stream)
+        h = x
+        if self.pre_norm is not None:
+            h, pre = self._pre_activation(x, ctx)
+            in_mask = pre.active if pre is not None else None
         in_idx = union_index(in_mask) if in_mask is not None else None
         cur_rows = None
-        h = F.relu(self.pre_norm(x)) if self.pre_norm is not None else x
         h = take(h, 1, in_idx)
         for k, name in enumerate(self.unit_names):
             if k == select_after and rows is not None:
@@ -238,6 +297,8 @@ def _scatter_pooled(h, n, width, rows, channels):
 class GatedResNet(nn.Module):
     """A CIFAR ResNet whose forward asks `self.policy` for gates and can return a trace."""
 
+    pruned: bool = False  # physically smaller than `spec` (channels sliced, branches bridged or removed)
+
     def __init__(self, depth: int, num_classes: int = 10, in_channels: int = 3, *,
                  block: str = "basic", shortcut: str = "pad", width: int = 16):
         super().__init__()
@@ -270,6 +331,11 @@ class GatedResNet(nn.Module):
         self.fc = nn.Linear(c_in, num_classes)
         self.policy: GatePolicy | None = None
         self._init_weights()
+
+    def dense_reference(self) -> "GatedResNet":
+        """The unpruned network of the same spec (fresh weights): the dense cost and speed a pruned
+        network is measured against."""
+        return GatedResNet(**self.spec).to(next(self.parameters()).device) if self.pruned else self
 
     def _init_weights(self):
         for m in self.modules():

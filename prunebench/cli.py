@@ -95,20 +95,36 @@ def cmd_train(args):
     hp = _method_hp(cfg, method)
     data = _dataset(cfg)
     out = Path(args.out)
-    run = _run_context(args, out, method=method.name, budget=budget, hp=hp, artifacts=args.artifact or [])
+    # The start model's mtime too: a checkpoint made from another start is not this job's.
+    start = f"{args.start}@{Path(args.start).stat().st_mtime_ns}" if args.start and Path(args.start).exists() else None
+    run = _run_context(args, out, method=method.name, budget=budget, hp=hp, artifacts=args.artifact or [], start=start)
     for spec in args.artifact or []:
         name, _, path = spec.partition("=")
         if name not in method.artifacts or not path:
             raise UserError(f"--artifact {spec!r}: {method.name} takes {', '.join(method.artifacts) or 'no artifacts'} "
                             f"as NAME=PATH")
         run.artifacts[name] = path
+    if args.start:
+        run.start = _chain_start(args.start, method, budget)
     set_seed(args.seed)
     net = method.train(backbone, data, budget, hp, run)
     net.to("cpu", memory_format=torch.contiguous_format).eval()
     save_torch({"model": net, "meta": {"kind": "method", "method": method.name, "budget": budget, "hp": hp,
-                                      "backbone": meta.get("backbone"), **provenance(cfg, args.seed)}}, out)
+                                      "backbone": meta.get("backbone"), "start": args.start,
+                                      **provenance(cfg, args.seed)}}, out)
     run.remove_checkpoints()
     print(f"{method.name} at {method.knob}={budget} -> {out}")
+
+
+def _chain_start(path, method, budget) -> Path:
+    """Check that `path` holds this method's model at a larger budget (the chain's previous link)."""
+    if not method.chained:
+        raise UserError(f"--start: {method.name} does not continue from another budget's model")
+    _, meta = load_model(path)
+    if meta.get("method") != method.name or not float(meta.get("budget", -1e300)) > budget:
+        raise UserError(f"--start {path} holds {meta.get('method') or meta.get('kind')} at budget "
+                        f"{meta.get('budget')}; {method.name} at {budget} continues from its own model at a larger budget")
+    return Path(path)
 
 
 def cmd_derive(args):
@@ -156,7 +172,7 @@ def _trained(args):
 def _result_keys(cfg, method, budget, meta) -> dict:
     """What identifies a result row (the table's keys besides the seed)."""
     return {"dataset": cfg["data"]["name"], "backbone": meta["backbone"]["name"], "method": method.name,
-            "knob": method.knob, "ours": method.ours, "train_budget": meta.get("budget", 1.0), "eval_budget": budget}
+            "knob": method.knob, "ours": method.ours, "static": method.static, "train_budget": meta.get("budget", 1.0), "eval_budget": budget}
 
 
 def cmd_evaluate(args):
@@ -242,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", required=True)
     p.add_argument("--backbone-model", required=True, help="model file written by pretrain")
     p.add_argument("--artifact", action="append", help="NAME=PATH of a precomputed artifact (see prepare)")
+    p.add_argument("--start", help="a chained method's model at the next larger budget, to continue from")
     p.add_argument("--out", required=True)
     p = verb("derive", cmd_derive, "a derived method's model from its parent's trained model (e.g. lcnet_seq)")
     p.add_argument("--method", required=True)

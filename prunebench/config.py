@@ -28,7 +28,7 @@ DEFAULTS = {
     "evaluate": {"batch_size": 256},
     "latency": {"batch_sizes": [1, 64], "warmup": 5, "repeats": 30},
 }
-METHOD_KEYS = {"train_budgets", "eval_budgets", "hp"}
+METHOD_KEYS = {"train_budgets", "eval_budgets", "hp", "backbones"}
 
 
 def load_config(path: str | Path | None) -> dict:
@@ -88,14 +88,20 @@ def validate(raw: dict) -> dict:
         for key, value in entry["hp"].items():  # training stages (e.g. dlp.finetune) are checked here, not mid-run
             if isinstance(value, dict) and set(method.hyperparameters[key]) <= TRAIN_SPEC_KEYS:
                 TrainSpec.from_dict(value, f"methods.{name}.hp.{key}")
+        # the backbones it runs on: a subset of backbone.names (e.g. slimming on its paper's PreResNet-164)
+        entry["backbones"] = entry.get("backbones") or list(names)
+        if not isinstance(entry["backbones"], list) or not set(entry["backbones"]) <= set(names):
+            raise UserError(f"config key 'methods.{name}.backbones' must be a list of backbone.names "
+                            f"({', '.join(names)}), not {entry['backbones']!r}")
+        own = [b for n, b in zip(names, backbones) if n in entry["backbones"]]
         # a derived method's models are its parent's: their train budgets are the parent's knob
         trainer = get_method(method.derived_from) if method.derived_from else method
         for key, checker in (("train_budgets", trainer), ("eval_budgets", method)):
             budgets = entry.get(key) or []
             if not isinstance(budgets, list):
                 raise UserError(f"config key 'methods.{name}.{key}' must be a list")
-            # valid on every backbone of the config; the values are the same on each
-            entry[key] = [[checker.check_budget(backbone, b) for b in budgets] for backbone in backbones][0]
+            # valid on every backbone it runs on; the values are the same on each
+            entry[key] = [[checker.check_budget(backbone, b) for b in budgets] for backbone in own][0]
         if entry["eval_budgets"] and not method.test_time_knob:
             raise UserError(f"config key 'methods.{name}.eval_budgets': {name}'s knob is set at train time; "
                             f"list its budgets under train_budgets")
@@ -116,6 +122,9 @@ def _check_derived(name: str, entry: dict, methods: dict, raw_entry: dict) -> No
     if "hp" in raw_entry and entry["hp"] != methods[parent]["hp"]:  # (a resolved config repeats them)
         raise UserError(f"config key 'methods.{name}.hp': {name} takes its hyperparameters from "
                         f"methods.{parent}.hp; remove it")
+    if not set(entry["backbones"]) <= set(methods[parent]["backbones"]):
+        raise UserError(f"config key 'methods.{name}.backbones': {name} runs {parent}'s models, "
+                        f"which run on {methods[parent]['backbones']} only")
     missing = [b for b in entry["train_budgets"] if b not in methods[parent]["train_budgets"]]
     if missing:
         raise UserError(f"config key 'methods.{name}.train_budgets': {missing} not in methods.{parent}.train_budgets "

@@ -93,20 +93,22 @@ def latency(net: GatedResNet, data: Dataset, run: RunContext, *, batch_sizes=(1,
     result = {"device": _device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "warmup": warmup, "repeats": repeats, "batches": {}}
     policy = net.policy
+    # The dense reference: the same network without its policy, or the unpruned one it was cut from.
+    reference = net.dense_reference().to(device, memory_format=torch.channels_last).eval()
     for bs in batch_sizes:
         # Cycle through different test images: a dynamic net's cost depends on the image.
         inputs = [normalize(x_test[(torch.arange(bs) + r * bs) % len(x_test)]) for r in range(repeats)]
         row = {}
-        for label, pol in (("model", policy), ("dense", None)):
-            net.policy = pol
+        for label, model, pol in (("model", net, policy), ("dense", reference, None)):
+            model.policy = pol
             try:
                 for r in range(warmup):
-                    net(inputs[r % repeats], mode="skip")
+                    model(inputs[r % repeats], mode="skip")
                 times = []
                 for x in inputs:
                     _sync(device)
                     t0 = time.perf_counter()
-                    net(x, mode="skip")
+                    model(x, mode="skip")
                     _sync(device)
                     times.append((time.perf_counter() - t0) * 1000)
             finally:

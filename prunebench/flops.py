@@ -77,11 +77,12 @@ class Accountant:
             c_in = conv.in_channels if hasattr(conv, "in_channels") else conv.in_features
             c_out = conv.out_channels if hasattr(conv, "out_channels") else conv.out_features
             self.units[name] = UnitCost(by_module[name], c_in, c_out)
-        self.dense_macs = by_module[""]
         counted = sum(u.dense_macs for u in self.units.values())
-        if abs(counted - self.dense_macs) > 0.5:
-            raise RuntimeError(f"cost table covers {counted:.0f} of {self.dense_macs:.0f} dense MACs: "
+        if abs(counted - by_module[""]) > 0.5:
+            raise RuntimeError(f"cost table covers {counted:.0f} of {by_module['']:.0f} dense MACs: "
                                f"a conv or linear outside the gate points is not accounted for")
+        # A physically pruned network is measured against the unpruned one it came from.
+        self.dense_macs = macs_by_module(net.dense_reference(), example)[""] if net.pruned else by_module[""]
 
     def backbone_macs(self, trace: Trace) -> torch.Tensor:
         """Per-sample MACs: each unit counts dense x active_in/C_in x active_out/C_out (float64)."""

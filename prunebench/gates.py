@@ -73,6 +73,24 @@ class GatePolicy(nn.Module):
         raise NotImplementedError
 
 
+class StaticChannelPolicy(GatePolicy):
+    """Fixed channel masks, the same for every sample (static pruning expressed as gates; a mask
+    may be all zeros: that unit computes nothing)."""
+
+    known_macs = 0.0  # a lookup
+
+    def __init__(self, masks: dict[str, torch.Tensor]):
+        super().__init__()
+        self.gated_units = frozenset(masks)
+        self.names = {unit: f"mask{i}" for i, unit in enumerate(sorted(masks))}
+        for unit, mask in masks.items():
+            self.register_buffer(self.names[unit], mask.float())
+
+    def channel_gate(self, unit, pooled):
+        mask = getattr(self, self.names[unit])
+        return ChannelGate(mask.expand(pooled.shape[0], -1))
+
+
 @dataclass
 class Trace:
     """What ran in one forward, per sample: the accountant's only input."""

@@ -11,26 +11,43 @@ from .backbones import GatedResNet
 
 
 def physically_pruned(net: GatedResNet, keep: dict[str, torch.Tensor]) -> GatedResNet:
-    """A copy of `net` whose inner branch units keep only channels `keep[unit]` (index tensors).
+    """A copy of `net` whose inner branch units keep only channels `keep[unit]` (index tensors), and
+    whose pre-activation blocks read only the stream channels `keep['blocks.<i>.pre_norm']`.
 
     Only a unit whose output feeds the next unit of the same branch can shrink: the last unit of
-    a branch writes the residual stream, whose width is not pruned (network slimming, Sec. 4).
+    a branch writes the residual stream, whose width is not pruned (network slimming, Sec. 4); a
+    pre-activation block instead selects the stream channels its first conv reads (its channel
+    selection layer), keeping the indices: the one gather such a network needs.
     """
     pruned = copy.deepcopy(net)
     pruned.policy = None
+    pruned.pruned = True
     for unit_name, idx in keep.items():
         block_name, _, local = unit_name.rpartition(".")
         block = pruned.get_submodule(block_name) if block_name else None
-        if block is None or not hasattr(block, "unit_names") or local == block.unit_names[-1]:
-            raise ValueError(f"{unit_name} is not an inner branch unit; only those can be pruned physically")
         idx = torch.as_tensor(idx, dtype=torch.long)
+        if block is not None and unit_name == getattr(block, "pre_gate", None) and not block.removed:
+            _check_kept(unit_name, idx)
+            block.select = idx if block.select is None else block.select[idx]
+            block.pre_norm = _slice_norm(block.pre_norm, idx)
+            first = getattr(block, block.unit_names[0])
+            first.conv = _slice_conv(first.conv, in_idx=idx)
+            continue
+        if block is None or local not in getattr(block, "unit_names", ())[:-1]:
+            raise ValueError(f"{unit_name} is not an inner branch unit; only those can be pruned physically")
+        _check_kept(unit_name, idx)
         unit = getattr(block, local)
         following = getattr(block, block.unit_names[block.unit_names.index(local) + 1])
         unit.conv = _slice_conv(unit.conv, out_idx=idx)
         if unit.norm is not None:
             unit.norm = _slice_norm(unit.norm, idx)
         following.conv = _slice_conv(following.conv, in_idx=idx)
-    return pruned
+    return pruned.train(net.training)  # the new BN layers take the network's mode
+
+
+def _check_kept(unit_name, idx):
+    if len(idx) == 0:
+        raise ValueError(f"{unit_name} keeps no channel: bridge or remove its branch before exporting")
 
 
 def _slice_conv(conv: nn.Conv2d, out_idx=None, in_idx=None) -> nn.Conv2d:

@@ -37,6 +37,7 @@ def summary_table(eval_jsons, latency_jsons=()) -> pd.DataFrame:
         row.update({k: s[k] for k in ("knob", "accuracy", "macs_mean", "macs_std", "macs_max", "macs_frac",
                                       "controller_macs", "dense_macs", "blocks_mean", "blocks_max", "num_blocks", "n")})
         row["ours"] = bool(s.get("ours", False))  # a variant this harness adds, not the paper's
+        row["static"] = bool(s.get("static", False))  # every sample costs the same
         row["macs_speedup"] = 1 / s["macs_frac"] if s["macs_frac"] > 0 else np.nan
         row.update(config_hash=s["config_hash"], git_commit=s["git_commit"],
                    versions=";".join(f"{k}={v}" for k, v in sorted(s["versions"].items())))
@@ -96,7 +97,7 @@ def write_tables(summary: pd.DataFrame, out_dir) -> None:
     """summary.csv/.md/.tex and pareto.csv/.md, each written atomically."""
     out_dir = Path(out_dir)
     pareto = pareto_table(summary)
-    short = summary[[c for c in [*KEYS, "ours", "accuracy", "macs_mean", "macs_frac", "blocks_mean", "latency_b1_ms",
+    short = summary[[c for c in [*KEYS, "ours", "static", "accuracy", "macs_mean", "macs_frac", "blocks_mean", "latency_b1_ms",
                                  "speedup_b1"] if c in summary]]
     for frame, name in ((summary, "summary"), (pareto, "pareto")):
         with atomic_path(out_dir / f"{name}.csv") as tmp:

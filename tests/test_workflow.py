@@ -102,6 +102,18 @@ def test_a_derived_method_follows_its_parent(smoke):
     assert torch.load(seq, weights_only=False)["meta"]["method"] == "lcnet_seq"
 
 
+def test_chained_budgets_continue_from_the_next_larger_one(smoke):
+    run = smoke / "results/synthetic/resnet8/seed0/slimming"
+    assert torch.load(run / "0.7/model.pt", weights_only=False)["meta"]["start"] is None
+    assert torch.load(run / "0.5/model.pt", weights_only=False)["meta"]["start"].endswith("slimming/0.7/model.pt")
+    cfg = yaml.safe_load((smoke / "smoke.yaml").read_text())
+    cfg["methods"]["slimming"]["train_budgets"] = [0.5, 0.6, 0.7]  # a new link: it and the links below it re-run
+    changed = smoke / "changed_chain.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))
+    assert jobs == {"train_method": 2, "evaluate": 2, "latency": 2, "gather": 1, "plot": 1, "all": 1}
+
+
 def test_artifacts_rerun_only_when_what_they_depend_on_changes(smoke):
     cfg = yaml.safe_load((smoke / "smoke.yaml").read_text())
     cfg["methods"]["blockdrop"]["hp"]["finetune"]["lr"] = 2e-4  # the curriculum policy does not depend on it

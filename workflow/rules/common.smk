@@ -54,19 +54,36 @@ ARTIFACTS = {name: get_method(name).artifacts for name in CFG["methods"]}
 DERIVED = {name: get_method(name).derived_from for name in CFG["methods"] if get_method(name).derived_from}
 
 
+# Methods whose train budgets lie on one chain (e.g. slimming): each continues from the next larger budget's model.
+CHAINED = {name for name in CFG["methods"] if get_method(name).chained}
+
+
+def chain_start(w):
+    """The model a chained method's budget continues from: its own at the next larger train budget (None: the first)."""
+    larger = [b for b in CFG["methods"][w.method]["train_budgets"] if float(b) > float(w.train_budget)]
+    if w.method not in CHAINED or not larger:
+        return None
+    return RUN.format(dataset=w.dataset, backbone=w.backbone, seed=w.seed, method=w.method,
+                      train_budget=budget_str(min(larger))) + "/model.pt"
+
+
 def train_inputs(w):
-    """A trained method's inputs: the pretrained backbone and its artifacts; a derived one's: its parent's model."""
+    """A trained method's inputs: the pretrained backbone, its artifacts and a chained method's start model;
+    a derived one's: its parent's model."""
     if w.method in DERIVED:
         return {"trained": RUN.format(dataset=w.dataset, backbone=w.backbone, seed=w.seed, method=DERIVED[w.method],
                                       train_budget=w.train_budget) + "/model.pt"}
-    return {**artifact_paths(w), "backbone": f"{RESULTS}/{w.dataset}/{w.backbone}/seed{w.seed}/pretrain/model.pt"}
+    start = chain_start(w)
+    return {**artifact_paths(w), "backbone": f"{RESULTS}/{w.dataset}/{w.backbone}/seed{w.seed}/pretrain/model.pt",
+            **({"start": start} if start else {})}
 
 
 def train_command(w, input):
     if w.method in DERIVED:
         return f"derive --trained-model {input.trained}"
     artifacts = " ".join(f"--artifact {name}={path}" for name, path in artifact_paths(w).items())
-    return f"train --budget {w.train_budget} --backbone-model {input.backbone} {artifacts}"
+    start = f" --start {input.start}" if chain_start(w) else ""
+    return f"train --budget {w.train_budget} --backbone-model {input.backbone} {artifacts}{start}"
 
 
 def artifact_paths(w):
@@ -79,6 +96,8 @@ def runs():
     for backbone in CFG["backbone"]["names"]:
         for seed in CFG["seeds"]:
             for method, entry in CFG["methods"].items():
+                if backbone not in entry["backbones"]:
+                    continue
                 for train_budget in entry["train_budgets"]:
                     for eval_budget in entry["eval_budgets"] or [train_budget]:
                         yield dict(dataset=DATASET, backbone=backbone, seed=seed, method=method,
