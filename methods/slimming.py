@@ -107,6 +107,8 @@ class Pruner:
             norms = prunable_norms(self.net)
             kept = torch.cat([norms[k].weight.detach().abs()[m] for k, m in self.masks.items()])
             values = torch.unique(kept).tolist()  # ascending: candidate thresholds
+            if not values:
+                break  # every prunable channel is gone
             lo, hi = 0, len(values) - 1           # pruning through values[hi] reaches the floor
             while lo < hi:
                 mid = (lo + hi) // 2

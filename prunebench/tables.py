@@ -97,8 +97,8 @@ def write_tables(summary: pd.DataFrame, out_dir) -> None:
     """summary.csv/.md/.tex and pareto.csv/.md, each written atomically."""
     out_dir = Path(out_dir)
     pareto = pareto_table(summary)
-    short = summary[[c for c in [*KEYS, "ours", "static", "accuracy", "macs_mean", "macs_frac", "blocks_mean", "latency_b1_ms",
-                                 "speedup_b1"] if c in summary]]
+    short = summary[[c for c in [*KEYS, "ours", "static", "accuracy", "macs_mean", "macs_frac", "blocks_mean", "macs_speedup",
+                                 "latency_b1_ms", "speedup_b1", "speedup_b64"] if c in summary]]
     for frame, name in ((summary, "summary"), (pareto, "pareto")):
         with atomic_path(out_dir / f"{name}.csv") as tmp:
             frame.to_csv(tmp, index=False)
