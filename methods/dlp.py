@@ -335,12 +335,17 @@ class DLP(Method):
 
 
 class DLPOracle(DLP):
-    """DLP's backbone (same seed, same training) under the expert's own test-set ranks: an upper bound."""
+    """DLP's trained backbone under the expert's own test-set ranks: an upper bound. Derived: it runs
+    `dlp`'s trained model (the workflow trains DLP once), only the expert's ranks are computed here."""
 
     name = "dlp_oracle"
+    derived_from = "dlp"
 
     def train(self, backbone, data, budget, hp, run):
-        net = super().train(backbone, data, budget, hp, run)
+        return self.derive(super().train(backbone, data, budget, hp, run), data, hp, run)
+
+    def derive(self, net, data, hp, run):
+        net = net.to(run.device)
         statistics = net.policy.budget_statistics
         net.policy = None
         load_budget_statistics(net, statistics, net.num_blocks)

@@ -111,9 +111,9 @@ class LCNet(Method):
             name=f"{self.name}-finetune", loss_fn=loss_fn)
         if hp["recalibrate_images"] > 0:
             recalibrate_bn(net, data, hp["recalibrate_images"])
-        return self.derive(net).eval()
+        return self.derive(net, data, hp, run).eval()
 
-    def derive(self, net):
+    def derive(self, net, data, hp, run):
         """The execution mode is a switch on the trained policy: one training serves both modes."""
         net.policy.parallel = self.parallel
         return net

@@ -274,7 +274,7 @@ class RNPBias(RNP):
     def budget_range(self, backbone):
         return (-10.0, 10.0)
 
-    def derive(self, net):
+    def derive(self, net, data, hp, run):
         return net
 
     def configure(self, net, budget):

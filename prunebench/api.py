@@ -98,7 +98,7 @@ class Method:
         """Compute one of `artifacts` (saved by the workflow and handed to train via run.artifacts)."""
         raise NotImplementedError
 
-    def derive(self, net: GatedResNet) -> GatedResNet:
+    def derive(self, net: GatedResNet, data: Dataset, hp: dict, run: RunContext) -> GatedResNet:
         """Turn a model trained by `derived_from` (at the same budget, same hyperparameters) into this method's."""
         raise NotImplementedError
 

@@ -7,6 +7,7 @@ Errors exit non-zero with one line; --debug shows the traceback.
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import sys
 from pathlib import Path
@@ -136,7 +137,9 @@ def cmd_derive(args):
     if meta.get("method") != method.derived_from:
         raise UserError(f"{args.trained_model} holds a {meta.get('method') or meta.get('kind')} model; "
                         f"{method.name} is derived from {method.derived_from}'s")
-    net = method.derive(net)
+    run = _run_context(args, Path(args.out), method=method.name, derived_from=args.trained_model)
+    set_seed(args.seed)
+    net = method.derive(net, _dataset(cfg), _method_hp(cfg, method), run)
     save_torch({"model": net, "meta": {**meta, "method": method.name, "derived_from": args.trained_model,
                                       **provenance(cfg, args.seed)}}, args.out)
     print(f"{method.name} at {method.knob}={meta['budget']} (from {method.derived_from}) -> {args.out}")
@@ -158,57 +161,93 @@ def cmd_prepare(args):
 
 
 def _trained(args):
+    """The model file's network, method and metadata, and the budgets to evaluate it at (validated)."""
     net, meta = load_model(args.model)
     if meta.get("kind") == "backbone":
-        return net, get_method("dense"), 1.0, meta
+        return net, get_method("dense"), [1.0], meta
     method = get_method(meta["method"])
-    budget = meta["budget"] if args.budget is None else method.check_budget(net, args.budget)
-    if not method.test_time_knob and budget != meta["budget"]:
-        raise UserError(f"{method.name} was trained at {method.knob}={meta['budget']} and its knob is not "
-                        f"test-time: evaluate it at that budget")
-    return net, method, budget, meta
+    budgets = [meta["budget"]] if not args.budget else [method.check_budget(net, b) for b in args.budget]
+    for budget in budgets:
+        if not method.test_time_knob and budget != meta["budget"]:
+            raise UserError(f"{method.name} was trained at {method.knob}={meta['budget']} and its knob is not "
+                            f"test-time: evaluate it at that budget")
+    return net, method, budgets, meta
+
+
+def _outputs(args, budgets, single: dict) -> list[dict]:
+    """Per budget, the paths to write: in --out-dir as <budget>.<ext>, or the single-budget flags."""
+    from .tables import budget_str
+
+    if args.out_dir:
+        return [{key: Path(args.out_dir) / f"{budget_str(b)}.{ext}" for key, ext in single.items()} for b in budgets]
+    if len(budgets) > 1:
+        raise UserError("several budgets need --out-dir (one file per budget)")
+    return [{key: getattr(args, key) for key in single}]
 
 
 def _result_keys(cfg, method, budget, meta) -> dict:
     """What identifies a result row (the table's keys besides the seed)."""
     return {"dataset": cfg["data"]["name"], "backbone": meta["backbone"]["name"], "method": method.name,
-            "knob": method.knob, "ours": method.ours, "static": method.static, "train_budget": meta.get("budget", 1.0), "eval_budget": budget}
+            "knob": method.knob, "ours": method.ours, "static": method.static,
+            "train_budget": meta.get("budget", 1.0), "eval_budget": budget}
 
 
 def cmd_evaluate(args):
+    """Every budget of one trained model in one process: the model, the data and the dense cost table
+    are loaded once; each budget runs on a fresh copy of the model, as a separate job would."""
+    from .flops import Accountant
+
     cfg = load_config(args.config)
-    net, method, budget, meta = _trained(args)
+    net, method, budgets, meta = _trained(args)
+    outputs = _outputs(args, budgets, {"summary": "json", "records": "parquet"})
+    if not outputs[0]["summary"]:
+        raise UserError("evaluate: give --summary (one budget) or --out-dir")
     data = _dataset(cfg)
-    run = _run_context(args, Path(args.summary))
-    result = method.evaluate(net, data, budget, run, batch_size=cfg["evaluate"]["batch_size"])
-    summary = {**result.summary, **_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed)}
-    if args.records:
-        write_parquet(result.records, args.records)
-    write_json(summary, args.summary)
-    print(f"{method.name} {method.knob}={budget}: accuracy {summary['accuracy']:.4f}, "
-          f"MACs {summary['macs_mean'] / 1e6:.2f}M ({summary['macs_frac']:.1%} of dense)")
+    accountant = None
+    for budget, out in zip(budgets, outputs):
+        set_seed(args.seed)
+        model = copy.deepcopy(net)
+        method.configure(model, budget)
+        accountant = accountant or Accountant(model, (data.in_channels, *data.image_size))
+        run = _run_context(args, Path(out["summary"]))
+        result = method.evaluate(model, data, budget, run, batch_size=cfg["evaluate"]["batch_size"], accountant=accountant)
+        summary = {**result.summary, **_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed)}
+        if out["records"]:
+            write_parquet(result.records, out["records"])
+        write_json(summary, out["summary"])
+        print(f"{method.name} {method.knob}={budget}: accuracy {summary['accuracy']:.4f}, "
+              f"MACs {summary['macs_mean'] / 1e6:.2f}M ({summary['macs_frac']:.1%} of dense)")
 
 
 def cmd_latency(args):
     from .evaluate import latency
 
     cfg = load_config(args.config)
-    net, method, budget, meta = _trained(args)
-    method.configure(net, budget)
+    net, method, budgets, meta = _trained(args)
+    outputs = _outputs(args, budgets, {"out": "json"})
+    if not outputs[0]["out"]:
+        raise UserError("latency: give --out (one budget) or --out-dir")
     data = _dataset(cfg)
     lat = cfg["latency"]
-    result = latency(net, data, _run_context(args, Path(args.out)), batch_sizes=lat["batch_sizes"],
-                     warmup=lat["warmup"], repeats=lat["repeats"])
-    result.update(**_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed))
-    write_json(result, args.out)
-    for bs, row in result["batches"].items():
-        print(f"batch {bs}: {row['model_ms']:.2f} ms (dense {row['dense_ms']:.2f} ms, x{row['speedup']:.2f})")
+    for budget, out in zip(budgets, outputs):
+        model = copy.deepcopy(net)
+        method.configure(model, budget)
+        result = latency(model, data, _run_context(args, Path(out["out"])), batch_sizes=lat["batch_sizes"],
+                         warmup=lat["warmup"], repeats=lat["repeats"])
+        result.update(**_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed))
+        write_json(result, out["out"])
+        for bs, row in result["batches"].items():
+            print(f"{method.name} {method.knob}={budget} batch {bs}: {row['model_ms']:.2f} ms "
+                  f"(dense {row['dense_ms']:.2f} ms, x{row['speedup']:.2f})")
 
 
 def cmd_gather(args):
     from .tables import summary_table, write_tables
 
-    table = summary_table(args.evals, args.latency or ())
+    def jsons(paths):  # a folder stands for the JSON files in it (one per budget)
+        return [f for p in map(Path, paths) for f in (sorted(p.glob("*.json")) if p.is_dir() else [p])]
+
+    table = summary_table(jsons(args.evals), jsons(args.latency or ()))
     if table.empty:
         raise UserError("gather: no evaluation summaries given")
     write_tables(table, args.out_dir)
@@ -273,16 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
                               ("latency", cmd_latency, "skip-mode latency at batch 1 and 64")):
         p = verb(name, func, help_)
         p.add_argument("--model", required=True, help="model file written by pretrain or train")
-        p.add_argument("--budget", default=None, help="eval budget (test-time knobs; default: trained)")
+        p.add_argument("--budget", nargs="+", default=None,
+                       help="eval budget(s) (several: test-time knobs; default: the trained one)")
+        p.add_argument("--out-dir", help="write <budget>.json (and .parquet) here for each budget")
         if name == "evaluate":
-            p.add_argument("--records", help="parquet file of per-sample records")
-            p.add_argument("--summary", required=True, help="JSON summary")
+            p.add_argument("--records", help="parquet file of per-sample records (one budget)")
+            p.add_argument("--summary", help="JSON summary (one budget)")
         else:
-            p.add_argument("--out", required=True, help="JSON result")
+            p.add_argument("--out", help="JSON result (one budget)")
     p = sub.add_parser("gather", help="summary and Pareto tables from evaluation and latency JSONs")
     p.set_defaults(func=cmd_gather)
-    p.add_argument("--evals", nargs="+", required=True)
-    p.add_argument("--latency", nargs="*")
+    p.add_argument("--evals", nargs="+", required=True, help="JSON files, or folders of them")
+    p.add_argument("--latency", nargs="*", help="JSON files, or folders of them")
     p.add_argument("--out-dir", required=True)
     p = sub.add_parser("plot", help="figures from the summary table and per-sample records")
     p.set_defaults(func=cmd_plot)

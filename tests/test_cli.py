@@ -47,6 +47,27 @@ def test_pretrain_train_evaluate_latency(workdir, capsys):
     assert "random_drop" in capsys.readouterr().out
 
 
+def test_several_budgets_in_one_process_equal_one_process_each(workdir):
+    cfg = str(workdir / "cfg.yaml")
+    assert main(["train", "--config", cfg, "--method", "random_drop", "--budget", "3",
+                 "--backbone-model", str(workdir / "pre/model.pt"), "--out", str(workdir / "rd/model.pt")]) == 0
+    model = str(workdir / "rd/model.pt")
+    assert main(["evaluate", "--config", cfg, "--model", model, "--budget", "1", "3", "--out-dir", str(workdir / "rd/eval")]) == 0
+    for budget in ("1", "3"):
+        assert main(["evaluate", "--config", cfg, "--model", model, "--budget", budget,
+                     "--summary", str(workdir / f"rd/alone{budget}.json")]) == 0
+        together = json.loads((workdir / f"rd/eval/{budget}.json").read_text())
+        alone = json.loads((workdir / f"rd/alone{budget}.json").read_text())
+        assert together == alone and together["blocks_max"] == int(budget)
+        assert (workdir / f"rd/eval/{budget}.parquet").exists()
+    assert main(["latency", "--config", cfg, "--model", model, "--budget", "1", "3", "--out-dir", str(workdir / "rd/lat")]) == 0
+    assert sorted(p.name for p in (workdir / "rd/lat").iterdir()) == ["1.json", "3.json"]
+    assert main(["gather", "--evals", str(workdir / "rd/eval"), "--latency", str(workdir / "rd/lat"),
+                 "--out-dir", str(workdir / "rd/tables")]) == 0
+    assert len(pd.read_csv(workdir / "rd/tables/summary.csv")) == 2
+    assert main(["evaluate", "--config", cfg, "--model", model, "--budget", "1", "3", "--summary", "x.json"]) == 2
+
+
 def test_errors_are_one_line(workdir, capsys):
     cfg = str(workdir / "cfg.yaml")
     code = main(["train", "--config", cfg, "--method", "nope", "--budget", "1",

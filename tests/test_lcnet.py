@@ -86,5 +86,5 @@ def test_derived_mode_needs_its_parent_in_the_config():
 def test_derive_switches_the_trained_model_to_sequential(tiny):
     backbone, data = tiny
     net = _hand_built(backbone, parallel=True)
-    seq = get_method("lcnet_seq").derive(net)
+    seq = get_method("lcnet_seq").derive(net, data, {}, None)
     assert seq.policy.parallel is False

@@ -104,12 +104,19 @@ def runs():
                                    train_budget=budget_str(train_budget), eval_budget=budget_str(eval_budget))
 
 
+def eval_budgets(w):
+    """A trained model's evaluation budgets (its train budget unless the knob is test-time), as in result paths."""
+    entry = CFG["methods"][w.method]
+    return " ".join(budget_str(b) for b in entry["eval_budgets"] or [w.train_budget])
+
+
 RUN = RESULTS + "/{dataset}/{backbone}/seed{seed}/{method}/{train_budget}"
 if not list(runs()):
     raise WorkflowError("invalid config: no method has a budget to run; list methods with train_budgets")
-EVAL_JSONS = [(RUN + "/eval/{eval_budget}.json").format(**r) for r in runs()]
-EVAL_RECORDS = [(RUN + "/eval/{eval_budget}.parquet").format(**r) for r in runs()]
-LATENCY_JSONS = [(RUN + "/latency/{eval_budget}.json").format(**r) for r in runs()]
+# One evaluation job and one latency job per trained model: folders of <eval budget>.json (and .parquet).
+TRAINED = sorted({RUN.format(**{k: v for k, v in r.items() if k != "eval_budget"}) for r in runs()})
+EVAL_DIRS = [f"{run}/eval" for run in TRAINED]
+LATENCY_DIRS = [f"{run}/latency" for run in TRAINED]
 FIGURES = [f"{RESULTS}/figures/{name}.png" for name in ("accuracy_vs_macs", "latency_vs_macs", "macs_histograms")]
 
 

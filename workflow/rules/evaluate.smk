@@ -1,38 +1,40 @@
 rule evaluate:
-    """Per-sample records and a summary of one trained model at one evaluation budget."""
+    """Per-sample records and a summary of one trained model at each of its evaluation budgets: one
+    process loads the model, the data and the dense cost table once (<budget>.json/.parquet in eval/)."""
     input:
         model=RUN + "/model.pt",
     output:
-        records=RUN + "/eval/{eval_budget}.parquet",
-        summary=RUN + "/eval/{eval_budget}.json",
+        directory(RUN + "/eval"),
     params:
         fingerprint=lambda w: fingerprint("data", "evaluate", method=w.method),
+        budgets=eval_budgets,
     log:
-        RESULTS + "/logs/evaluate/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}_{eval_budget}.log",
+        RESULTS + "/logs/evaluate/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}.log",
     benchmark:
-        RESULTS + "/benchmarks/evaluate/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}_{eval_budget}.tsv"
+        RESULTS + "/benchmarks/evaluate/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}.tsv"
     threads: 1
     shell:
-        "prunebench evaluate --config " + CONFIG_FILE + " --model {input.model} --budget {wildcards.eval_budget}"
-        " --seed {wildcards.seed} --threads {threads} --records {output.records} --summary {output.summary}"
-        " > {log} 2>&1"
+        "prunebench evaluate --config " + CONFIG_FILE + " --model {input.model} --budget {params.budgets}"
+        " --seed {wildcards.seed} --threads {threads} --out-dir {output} > {log} 2>&1"
 
 
 rule latency:
-    """Skip-mode latency beside the dense backbone's; takes every core so nothing else runs meanwhile."""
+    """Skip-mode latency at each evaluation budget beside the dense backbone's; takes every core so
+    nothing else runs meanwhile (<budget>.json in latency/)."""
     input:
         model=RUN + "/model.pt",
     output:
-        RUN + "/latency/{eval_budget}.json",
+        directory(RUN + "/latency"),
     params:
         fingerprint=lambda w: fingerprint("data", "latency", method=w.method),
+        budgets=eval_budgets,
     log:
-        RESULTS + "/logs/latency/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}_{eval_budget}.log",
+        RESULTS + "/logs/latency/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}.log",
     benchmark:
-        RESULTS + "/benchmarks/latency/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}_{eval_budget}.tsv"
+        RESULTS + "/benchmarks/latency/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}.tsv"
     threads: workflow.cores
     resources:
         gpu=1,
     shell:
-        "prunebench latency --config " + CONFIG_FILE + " --model {input.model} --budget {wildcards.eval_budget}"
-        " --seed {wildcards.seed} --threads {threads} --out {output} > {log} 2>&1"
+        "prunebench latency --config " + CONFIG_FILE + " --model {input.model} --budget {params.budgets}"
+        " --seed {wildcards.seed} --threads {threads} --out-dir {output} > {log} 2>&1"

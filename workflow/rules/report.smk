@@ -1,8 +1,8 @@
 rule gather:
     """Every evaluation and latency result into tidy tables (CSV, Markdown, LaTeX) and the Pareto table."""
     input:
-        evals=EVAL_JSONS,
-        latency=LATENCY_JSONS,
+        evals=EVAL_DIRS,
+        latency=LATENCY_DIRS,
     output:
         summary=report(RESULTS + "/tables/summary.csv", caption="../report/summary.rst", category="Tables"),
         markdown=RESULTS + "/tables/summary.md",
@@ -21,7 +21,7 @@ rule plot:
     """Accuracy vs MACs, realized vs MACs speedup, per-sample MACs histograms."""
     input:
         summary=RESULTS + "/tables/summary.csv",
-        records=EVAL_RECORDS,
+        records=EVAL_DIRS,
     output:
         report(RESULTS + "/figures/accuracy_vs_macs.png", caption="../report/accuracy_vs_macs.rst", category="Figures"),
         report(RESULTS + "/figures/latency_vs_macs.png", caption="../report/latency_vs_macs.rst", category="Figures"),
