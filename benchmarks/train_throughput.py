@@ -1,15 +1,17 @@
-"""Images/s of the harness training loop vs a plain eager PyTorch loop: same model, data, batch, run.
+"""Images/s of the harness training step vs a plain eager PyTorch step: same model, data, batch.
 
-The plain loop: contiguous tensors, eager mode, crop+flip on tensors, timed after 5 warm-up steps.
-The harness loop: prunebench's `fit` with channels_last and torch.compile (what `compile: auto`
-picks for a pretraining run of >= 2000 steps), two epochs over the same images: the second epoch
-is the steady state; the first minus the second is the one-time compilation, also reported
-amortised over the default config's pretraining.
-Usage: python benchmarks/train_throughput.py [--steps 300] [--dataset fashion_mnist]
-The last line is `ratio <harness steady-state / plain>`.
+The plain step: contiguous tensors, eager mode, crop+flip on tensors. The harness step: what
+prunebench's `fit` runs for a pretraining job (channels_last, torch.compile as `compile: auto`
+picks for >= 2000 steps, the optimizer from `make_optimizer`). A 2-core machine's speed drifts
+(other tenants, clocks), so the two are timed in alternating short rounds (ABBA order) and the
+ratio is reported per round: its median and its spread. The one-time compilation is reported
+apart, and amortised over the default config's pretraining.
+Usage: python benchmarks/train_throughput.py [--rounds 12] [--steps 15] [--dataset fashion_mnist]
+The last line is `ratio <median harness / plain> (min .. max over rounds)`.
 """
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -18,60 +20,75 @@ import torch.nn.functional as F
 from prunebench.api import RunContext
 from prunebench.backbones import build_backbone
 from prunebench.data import Dataset, Normalizer, augment, batch_indices, load_dataset
-from prunebench.train import TrainSpec, fit
+from prunebench.train import TrainSpec, _maybe_compile, make_optimizer
 
 
-def plain_loop(data: Dataset, steps: int, batch_size: int) -> float:
-    torch.manual_seed(0)
-    net = build_backbone("resnet20", data.num_classes, data.in_channels)
-    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    normalize = Normalizer(data.mean, data.std)
-    gen = torch.Generator().manual_seed(0)
-    batches = batch_indices(len(data.train_x), batch_size, shuffle=True, generator=gen, drop_last=True)
-    seen, t0 = 0, time.perf_counter()
-    for step, idx in zip(range(steps + 5), batches):
-        if step == 5:
-            seen, t0 = 0, time.perf_counter()
-        x = normalize(augment(data.train_x[idx], pad=2, flip=True, generator=gen))
-        loss = F.cross_entropy(net(x), data.train_y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        seen += len(idx)
-    return seen / (time.perf_counter() - t0)
+class Loop:
+    """One training loop over endless shuffled batches; `run(steps)` returns its seconds."""
 
+    def __init__(self, data: Dataset, batch_size: int, harness: bool):
+        torch.manual_seed(0)
+        self.data, self.gen = data, torch.Generator().manual_seed(0)
+        net = build_backbone("resnet20", data.num_classes, data.in_channels)
+        spec = TrainSpec(batch_size=batch_size, lr=0.05, compile="on")
+        fmt = torch.channels_last if harness else torch.contiguous_format
+        net.to(memory_format=fmt).train()
+        self.opt = (make_optimizer(net.parameters(), spec) if harness else
+                    torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4))
+        self.model = _maybe_compile(net, spec, 10**6, RunContext()) if harness else net
+        self.normalize = Normalizer(data.mean, data.std, "cpu", fmt)
+        self.batch_size, self.batches = batch_size, iter(())
 
-def harness_loop(data: Dataset, steps: int, batch_size: int, compile_: str) -> tuple[float, float]:
-    """(steady-state images/s, one-time compile seconds) of `fit` over two epochs of `steps` steps."""
-    torch.manual_seed(0)
-    net = build_backbone("resnet20", data.num_classes, data.in_channels)
-    subset = Dataset(data.name, data.train_x[: steps * batch_size], data.train_y[: steps * batch_size],
-                     data.val_x[:0], data.val_y[:0], data.test_x, data.test_y, data.classes, data.mean, data.std)
-    spec = TrainSpec(epochs=2, batch_size=batch_size, lr=0.05, compile=compile_)
-    history = fit(net, subset, spec, RunContext(seed=0))
-    return history[1]["images_per_s"], history[0]["seconds"] - history[1]["seconds"]
+    def _next(self):
+        idx = next(self.batches, None)
+        if idx is None:
+            self.batches = batch_indices(len(self.data.train_x), self.batch_size, shuffle=True,
+                                         generator=self.gen, drop_last=True)
+            idx = next(self.batches)
+        return idx
+
+    def run(self, steps: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            idx = self._next()
+            x = self.normalize(augment(self.data.train_x[idx], pad=2, flip=True, generator=self.gen))
+            loss = F.cross_entropy(self.model(x), self.data.train_y[idx])
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+        return time.perf_counter() - t0
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=15, help="steps per loop per round")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--dataset", default="fashion_mnist")
-    parser.add_argument("--compile", default="on", choices=["on", "off"],
-                        help="on: what `auto` picks for a full pretraining run (>= 2000 steps)")
     args = parser.parse_args()
     data = load_dataset(args.dataset, val_size=0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dataset} {tuple(data.train_x.shape[1:])}, "
-          f"ResNet-20, batch {args.batch_size}, {args.steps} steps")
-    plain = plain_loop(data, args.steps, args.batch_size)
-    print(f"plain eager loop   {plain:8.1f} images/s")
-    harness, compile_s = harness_loop(data, args.steps, args.batch_size, args.compile)
-    print(f"harness loop       {harness:8.1f} images/s (compile={args.compile}, steady state)")
-    images = 8 * len(data.train_x)  # the default config: 8 epochs
-    amortised = images / (compile_s + images / harness)
-    print(f"one-time compile   {compile_s:8.1f} s; amortised over 8 epochs of {args.dataset}: {amortised:.1f} images/s "
-          f"({amortised / plain:.2f}x)")
-    print(f"ratio {harness / plain:.2f}")
+          f"ResNet-20, batch {args.batch_size}, {args.rounds} rounds of {args.steps} steps each")
+    plain, harness = Loop(data, args.batch_size, False), Loop(data, args.batch_size, True)
+    first = harness.run(args.steps)  # compiles
+    plain.run(5)
+    compile_s = first - harness.run(args.steps)
+    times = {"plain": [], "harness": []}
+    for r in range(args.rounds):
+        for name in (("plain", "harness") if r % 2 == 0 else ("harness", "plain")):
+            times[name].append((plain if name == "plain" else harness).run(args.steps))
+    images = args.steps * args.batch_size
+    ratios = sorted(p / h for p, h in zip(times["plain"], times["harness"]))
+    for name, ts in times.items():
+        print(f"{name:8s} loop {images / statistics.median(ts):8.1f} images/s (median of {len(ts)} rounds)")
+    harness_ips = images / statistics.median(times["harness"])
+    epochs_images = 8 * len(data.train_x)  # the default config's pretraining: 8 epochs
+    amortised = epochs_images / (compile_s + epochs_images / harness_ips)
+    plain_ips = images / statistics.median(times["plain"])
+    print(f"one-time compile {compile_s:6.1f} s; amortised over 8 epochs of {args.dataset}: {amortised:.1f} images/s "
+          f"({amortised / plain_ips:.2f}x)")
+    q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
+    print(f"ratio {statistics.median(ratios):.2f} ({ratios[0]:.2f} .. {ratios[-1]:.2f} over rounds; quartiles {q1:.2f} .. {q3:.2f})")
 
 
 if __name__ == "__main__":

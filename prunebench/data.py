@@ -7,6 +7,7 @@ download with a pinned checksum. Every failure is one `DatasetError` naming the 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import pickle
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .io import save_torch
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -93,7 +96,7 @@ def load_dataset(name: str, path: str | os.PathLike | None = None, *, val_size: 
         if path is None:
             raise DatasetError("image_folder needs a path: a root with train/<class>/*.png and "
                                "test/<class>/*.png; set data.path in the config or --data-path")
-        train_x, train_y, test_x, test_y, classes = _load_image_folder(Path(path))
+        train_x, train_y, test_x, test_y, classes = _load_image_folder(Path(path), cache_dir)
     elif name == "synthetic":
         train_x, train_y, test_x, test_y, classes = make_synthetic(**synthetic_options)
     else:
@@ -269,11 +272,29 @@ def _load_cifar(name, path, cache_dir, download):
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
-def _load_image_folder(root: Path):
-    from PIL import Image
-
+def _load_image_folder(root: Path, cache_dir=None):
+    """Decoded once: the uint8 tensors go to a cache file keyed by the folder's listing (paths, sizes,
+    mtimes), which every later job memory-maps; an edited, added or removed image re-decodes."""
     if not (root / "train").is_dir() or not (root / "test").is_dir():
         raise DatasetError(f"image_folder: {root} needs train/<class>/ and test/<class>/ folders")
+    listing = sorted((str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns)
+                     for f in root.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    key = hashlib.sha256(repr((str(root.resolve()), listing)).encode()).hexdigest()[:16]
+    cache = Path(cache_dir or default_cache_dir()) / f"image_folder-{key}.pt"
+    if cache.exists():
+        try:
+            blob = torch.load(cache, mmap=True, weights_only=True)
+            return (*blob["tensors"], blob["classes"])
+        except Exception:  # noqa: BLE001 - a damaged cache is decoded again
+            pass
+    decoded = _decode_image_folder(root)
+    save_torch({"tensors": list(decoded[:4]), "classes": decoded[4]}, cache)
+    return decoded
+
+
+def _decode_image_folder(root: Path):
+    from PIL import Image
+
     classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
     test_classes = sorted(p.name for p in (root / "test").iterdir() if p.is_dir())
     if not classes or set(test_classes) - set(classes):

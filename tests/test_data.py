@@ -1,4 +1,5 @@
 import gzip
+import os
 import pickle
 import struct
 import tarfile
@@ -110,7 +111,7 @@ def test_cifar_pickle_refuses_code(tmp_path):
         load_dataset("cifar10", tmp_path)
 
 
-def test_image_folder(tmp_path):
+def test_image_folder(tmp_path, monkeypatch):
     from PIL import Image
 
     rng = np.random.default_rng(2)
@@ -119,11 +120,27 @@ def test_image_folder(tmp_path):
             (tmp_path / split / cls).mkdir(parents=True)
             for i in range(n):
                 Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(tmp_path / split / cls / f"{i}.png")
-    d = load_dataset("image_folder", tmp_path, val_size=2)
+    cache = tmp_path / "cache"
+    d = load_dataset("image_folder", tmp_path, val_size=2, cache_dir=cache)
     assert d.classes == ["cat", "dog"] and d.train_x.shape == (4, 3, 12, 10) and d.test_x.shape == (4, 3, 12, 10)
+    # decoded once: a second load memory-maps the cache file and decodes nothing
+    assert len(list(cache.glob("image_folder-*.pt"))) == 1
+    import prunebench.data as data_module
+
+    monkeypatch.setattr(data_module, "_decode_image_folder", lambda root: pytest.fail("decoded twice"))
+    again = load_dataset("image_folder", tmp_path, val_size=2, cache_dir=cache)
+    assert torch.equal(again.train_x, d.train_x) and again.classes == d.classes
+    monkeypatch.undo()
+    # an edited image (new mtime) is decoded again, into a new cache file
+    img = tmp_path / "train" / "cat" / "0.png"
+    Image.fromarray(np.zeros((12, 10, 3), dtype=np.uint8)).save(img)
+    os.utime(img, ns=(img.stat().st_atime_ns, img.stat().st_mtime_ns + 10**9))
+    edited = load_dataset("image_folder", tmp_path, val_size=2, cache_dir=cache)
+    assert len(list(cache.glob("image_folder-*.pt"))) == 2
+    assert edited.train_x.sum() + edited.val_x.sum() < d.train_x.sum() + d.val_x.sum()
     Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "test" / "dog" / "odd.png")
     with pytest.raises(DatasetError, match="resize all images"):
-        load_dataset("image_folder", tmp_path, val_size=2)
+        load_dataset("image_folder", tmp_path, val_size=2, cache_dir=cache)
 
 
 def test_download_checks_the_pinned_checksum(tmp_path):
