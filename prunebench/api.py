@@ -3,64 +3,23 @@
 from __future__ import annotations
 
 import copy
-import logging
-from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from .backbones import GatedResNet
 from .data import Dataset
+from .evaluate import EvalResult, evaluate
+from .run import RunContext
+
+__all__ = ["Method", "RunContext", "UserError", "copy_backbone", "get_method", "registered_methods"]
 
 ENTRY_POINT_GROUP = "prunebench.methods"
 
 
 class UserError(Exception):
     """Bad input from the user (config, budget, method name): one line, says what to do."""
-
-
-@dataclass
-class RunContext:
-    """What a method needs besides its inputs: seed, device, an output folder, logging, progress."""
-
-    seed: int = 0
-    device: str = "cpu"
-    out_dir: Path | None = None
-    progress: bool | None = None   # None: a bar only when stderr is a terminal
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger("prunebench"))
-    checkpoints: set = field(default_factory=set)
-    artifacts: dict = field(default_factory=dict)  # name -> path of a precomputed artifact
-    identity: str = ""  # what the job computes (method, budget, hp): checkpoints of another are not resumed
-    start: Path | None = None  # a chained method's start: its model at the next larger budget
-
-    def start_model(self) -> GatedResNet | None:
-        """The trained model a chained method continues from (None: start from the backbone)."""
-        if self.start is None:
-            return None
-        return torch.load(self.start, map_location="cpu", weights_only=False)["model"]
-
-    def artifact(self, name: str, compute):
-        """A method's per-backbone precomputation: loaded from the workflow's output if given,
-        else computed here by `compute()`."""
-        if name in self.artifacts:
-            return torch.load(self.artifacts[name], map_location="cpu", weights_only=False)
-        return compute()
-
-    def checkpoint(self, name: str) -> Path | None:
-        """Path of a resumable checkpoint in the output folder (None: no checkpoints)."""
-        if self.out_dir is None:
-            return None
-        path = Path(self.out_dir) / f"{name}.ckpt"
-        self.checkpoints.add(path)
-        return path
-
-    def remove_checkpoints(self) -> None:
-        """Once the job's output is safely written, its checkpoints are no longer needed."""
-        for path in self.checkpoints:
-            path.unlink(missing_ok=True)
-        self.checkpoints.clear()
 
 
 class Method:
@@ -105,10 +64,8 @@ class Method:
     def configure(self, net: GatedResNet, budget) -> None:
         """Set an evaluation budget on a trained network (test-time knobs)."""
 
-    def evaluate(self, net: GatedResNet, data: Dataset, budget, run: RunContext, **options):
+    def evaluate(self, net: GatedResNet, data: Dataset, budget, run: RunContext, **options) -> EvalResult:
         """Default: the common evaluation (per-sample records from the trace)."""
-        from .evaluate import evaluate
-
         self.configure(net, budget)
         return evaluate(net, data, run, **options)
 

@@ -167,12 +167,12 @@ class ResidualBlock(nn.Module):
         out, mask = self._shortcut(x, stream, ctx, None)
         return (F.relu(out) if self.post_relu else out), mask
 
-    def _in_mask(self, stream):
-        # A pre-activation BN turns zero channels into non-zero ones: its conv input is dense.
-        return None if self.pre_norm is not None else stream
-
-    def _pre_activation(self, x, ctx: _Pass):
-        """ReLU(BN(x)) on the selected stream channels, gated on the input side; (h, gate)."""
+    def _branch_input(self, x, stream, ctx: _Pass):
+        """The first conv's input and its mask of non-zero channels: the block input, or in a
+        pre-activation block ReLU(BN(x)) on the selected stream channels, gated on the input side
+        (a pre-activation BN turns zero channels into non-zero ones: only its gate makes them zero)."""
+        if self.pre_norm is None:
+            return x, stream
         if self.select is not None:
             x = x.index_select(1, self.select)
         h = self.pre_norm(x)
@@ -183,7 +183,7 @@ class ResidualBlock(nn.Module):
                 h = h + gate.shift[:, :, None, None]
             if ctx.trace is not None:
                 ctx.trace.gated_active[self.pre_gate] = gate.active.sum(1).float()
-        return F.relu(h), gate
+        return F.relu(h), (gate.active if gate is not None else None)
 
     def _shortcut(self, x, stream, ctx: _Pass, run):
         sc = self.shortcut
@@ -200,11 +200,7 @@ class ResidualBlock(nn.Module):
         return sc(x), None
 
     def _branch_mask(self, x, stream, ctx: _Pass, run):
-        in_mask = self._in_mask(stream)
-        h = x
-        if self.pre_norm is not None:
-            h, pre = self._pre_activation(x, ctx)
-            in_mask = pre.active if pre is not None else None
+        h, in_mask = self._branch_input(x, stream, ctx)
         for k, name in enumerate(self.unit_names):
             unit, full = getattr(self, name), self.prefix + name
             # A row whose block is skipped shows the policy a zero input, exactly as in skip mode.
@@ -221,11 +217,7 @@ class ResidualBlock(nn.Module):
         rows = None if run is None or bool(run.all()) else run.nonzero().flatten()
         # LC-Net's parallel mode computes the first conv for every sample before the decision.
         select_after = 1 if ctx.parallel else 0
-        in_mask = self._in_mask(stream)
-        h = x
-        if self.pre_norm is not None:
-            h, pre = self._pre_activation(x, ctx)
-            in_mask = pre.active if pre is not None else None
+        h, in_mask = self._branch_input(x, stream, ctx)
         in_idx = union_index(in_mask) if in_mask is not None else None
         cur_rows = None
         h = take(h, 1, in_idx)

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from .api import RunContext
 from .backbones import GatedResNet
 from .data import Dataset, Normalizer, batch_indices
 from .flops import Accountant, controller_macs
+from .run import RunContext
 
 
 @dataclass

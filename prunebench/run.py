@@ -1,0 +1,53 @@
+"""The run context handed to every method: seed, device, output folder, logging, checkpoints, artifacts."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .backbones import GatedResNet
+
+
+@dataclass
+class RunContext:
+    """What a method needs besides its inputs: seed, device, an output folder, logging, progress."""
+
+    seed: int = 0
+    device: str = "cpu"
+    out_dir: Path | None = None
+    progress: bool | None = None   # None: a bar only when stderr is a terminal
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("prunebench"))
+    checkpoints: set = field(default_factory=set)
+    artifacts: dict = field(default_factory=dict)  # name -> path of a precomputed artifact
+    identity: str = ""  # what the job computes (method, budget, hp): checkpoints of another are not resumed
+    start: Path | None = None  # a chained method's start: its model at the next larger budget
+
+    def start_model(self) -> GatedResNet | None:
+        """The trained model a chained method continues from (None: start from the backbone)."""
+        if self.start is None:
+            return None
+        return torch.load(self.start, map_location="cpu", weights_only=False)["model"]
+
+    def artifact(self, name: str, compute):
+        """A method's per-backbone precomputation: loaded from the workflow's output if given,
+        else computed here by `compute()`."""
+        if name in self.artifacts:
+            return torch.load(self.artifacts[name], map_location="cpu", weights_only=False)
+        return compute()
+
+    def checkpoint(self, name: str) -> Path | None:
+        """Path of a resumable checkpoint in the output folder (None: no checkpoints)."""
+        if self.out_dir is None:
+            return None
+        path = Path(self.out_dir) / f"{name}.ckpt"
+        self.checkpoints.add(path)
+        return path
+
+    def remove_checkpoints(self) -> None:
+        """Once the job's output is safely written, its checkpoints are no longer needed."""
+        for path in self.checkpoints:
+            path.unlink(missing_ok=True)
+        self.checkpoints.clear()
