@@ -13,6 +13,7 @@ import torch
 from .backbones import GatedResNet
 from .data import Dataset, Normalizer, batch_indices
 from .flops import Accountant, controller_macs
+from .plain import plain_reference
 from .run import RunContext
 
 
@@ -93,28 +94,33 @@ def latency(net: GatedResNet, data: Dataset, run: RunContext, *, batch_sizes=(1,
     result = {"device": _device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "warmup": warmup, "repeats": repeats, "batches": {}}
     policy = net.policy
-    # The dense reference: the same network without its policy, or the unpruned one it was cut from.
+    # The dense reference in the harness: the same network without its policy, or the unpruned one it
+    # was cut from; and the honest one: that network as a plain module (prunebench.plain), no gate machinery.
     reference = net.dense_reference().to(device, memory_format=torch.channels_last).eval()
+    plain = plain_reference(reference)
     for bs in batch_sizes:
         # Cycle through different test images: a dynamic net's cost depends on the image.
         inputs = [normalize(x_test[(torch.arange(bs) + r * bs) % len(x_test)]) for r in range(repeats)]
         row = {}
-        for label, model, pol in (("model", net, policy), ("dense", reference, None)):
-            model.policy = pol
+        for label, model, pol in (("model", net, policy), ("dense", reference, None), ("plain_dense", plain, None)):
+            forward = model if label == "plain_dense" else (lambda x, model=model: model(x, mode="skip"))
+            if label != "plain_dense":
+                model.policy = pol
             try:
                 for r in range(warmup):
-                    model(inputs[r % repeats], mode="skip")
+                    forward(inputs[r % repeats])
                 times = []
                 for x in inputs:
                     _sync(device)
                     t0 = time.perf_counter()
-                    model(x, mode="skip")
+                    forward(x)
                     _sync(device)
                     times.append((time.perf_counter() - t0) * 1000)
             finally:
                 net.policy = policy
             row[f"{label}_ms"] = statistics.median(times)
-        row["speedup"] = row["dense_ms"] / row["model_ms"]
+        row["speedup"] = row["dense_ms"] / row["model_ms"]  # against the dense network in the harness
+        row["speedup_plain"] = row["plain_dense_ms"] / row["model_ms"]  # against the plain dense network
         result["batches"][str(bs)] = row
     return result
 

@@ -35,8 +35,9 @@ def accuracy_vs_macs(summary: pd.DataFrame, path) -> None:
 
 
 def latency_vs_macs(summary: pd.DataFrame, path, batch: int = 1) -> None:
-    """Realized latency speedup against MACs speedup, one point per method x budget; diagonal drawn."""
-    col = f"speedup_b{batch}"
+    """Realized latency speedup (against the plain dense network where measured) against MACs speedup,
+    one point per method x budget; diagonal drawn."""
+    col = f"plain_speedup_b{batch}" if f"plain_speedup_b{batch}" in summary else f"speedup_b{batch}"
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     data = summary.dropna(subset=[col]) if col in summary else summary.iloc[:0]
     if len(data):
@@ -44,7 +45,8 @@ def latency_vs_macs(summary: pd.DataFrame, path, batch: int = 1) -> None:
         top = max(data["macs_speedup"].max(), data[col].max()) * 1.05
         ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1, label="MACs = latency")
         ax.set(xlim=(0, top), ylim=(0, top))
-    ax.set(xlabel="MACs speedup (dense / method)", ylabel=f"latency speedup, batch {batch}",
+    ax.set(xlabel="MACs speedup (dense / method)", ylabel=f"latency speedup, batch {batch}"
+           + (" (vs plain dense)" if col.startswith("plain") else ""),
            title="Do saved MACs turn into time?")
     ax.grid(alpha=0.3)
     _save(fig, path)

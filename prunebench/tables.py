@@ -51,11 +51,15 @@ def summary_table(eval_jsons, latency_jsons=()) -> pd.DataFrame:
             row[f"latency_b{bs}_ms"] = r["model_ms"]
             row[f"dense_latency_b{bs}_ms"] = r["dense_ms"]
             row[f"speedup_b{bs}"] = r["speedup"]
+            if "speedup_plain" in r:  # realized against the plain dense network, and as a share of the MACs speedup
+                row[f"plain_speedup_b{bs}"] = r["speedup_plain"]
         row["latency_threads"] = s["threads"]
         row["latency_device"] = s["device"]
         lat_rows.append(row)
     if lat_rows and len(table):
         table = table.merge(pd.DataFrame(lat_rows), on=KEYS, how="left")
+        for col in [c for c in table if c.startswith("plain_speedup_b")]:
+            table[col.replace("plain_speedup", "realized_ratio")] = table[col] / table["macs_speedup"]
     return table.sort_values(KEYS, kind="stable").reset_index(drop=True)
 
 
@@ -98,7 +102,8 @@ def write_tables(summary: pd.DataFrame, out_dir) -> None:
     out_dir = Path(out_dir)
     pareto = pareto_table(summary)
     short = summary[[c for c in [*KEYS, "ours", "static", "accuracy", "macs_mean", "macs_frac", "blocks_mean", "macs_speedup",
-                                 "latency_b1_ms", "speedup_b1", "speedup_b64"] if c in summary]]
+                                 "latency_b1_ms", "plain_speedup_b1", "plain_speedup_b64", "realized_ratio_b1",
+                                 "realized_ratio_b64"] if c in summary]]
     for frame, name in ((summary, "summary"), (pareto, "pareto")):
         with atomic_path(out_dir / f"{name}.csv") as tmp:
             frame.to_csv(tmp, index=False)
