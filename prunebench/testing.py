@@ -14,6 +14,7 @@ from .api import Method, RunContext, UserError, get_method
 from .backbones import GatedResNet, build_backbone
 from .data import Dataset, Normalizer, load_dataset
 from .flops import Accountant
+from .plain import plain_reference
 from .train import TrainSpec, fit, set_seed
 
 
@@ -103,6 +104,19 @@ def check_method(method: Method | str, hp: dict | None = None) -> dict:
         assert torch.equal(trace.active_in[unit], trace_skip.active_in[unit]) and \
             torch.equal(trace.active_out[unit], trace_skip.active_out[unit]), \
             f"{name}: the skip-mode trace differs at {unit}"
+
+    # The plain latency reference (prunebench.plain) computes the trained network's function without its policy.
+    policy, net.policy = net.policy, None
+    try:
+        with torch.no_grad():
+            plain = plain_reference(net)(x.contiguous(memory_format=torch.channels_last))
+            ref = net(x)
+            # relative to the logits' scale: without its policy a network's logits may be large (LC-Net's scaled blocks)
+            scale = float(ref.abs().max()) + 1.0
+            assert torch.allclose(plain, ref, atol=1e-4 * scale, rtol=1e-4), \
+                f"{name}: the plain reference differs by {(plain - ref).abs().max():.2e} (logits up to {scale:.2e})"
+    finally:
+        net.policy = policy
 
     # Determinism: same seed, same trained weights and same per-sample results.
     set_seed(0)
