@@ -49,11 +49,12 @@ class RandomChannels(GatePolicy):
 
     def __init__(self, net, keep: float, prefix: bool):
         super().__init__()
-        self.gated_units = frozenset(b.prefix + u for b in net.blocks for u in b.unit_names[:-1])
+        self.widths = {b.prefix + u: getattr(b, u).out_channels for b in net.blocks for u in b.unit_names[:-1]}
+        self.gated_units = frozenset(self.widths)
         self.keep, self.prefix = keep, prefix
 
     def channel_gate(self, unit, pooled):
-        n, c = pooled.shape
+        n, c = pooled.shape[0], self.widths[unit]
         k = max(1, math.ceil(self.keep * c - 1e-9))
         if self.prefix:
             mask = torch.zeros(n, c, device=pooled.device)
@@ -63,50 +64,55 @@ class RandomChannels(GatePolicy):
         return ChannelGate(top_k_mask(torch.rand(n, c, generator=gen), k).float())
 
 
-def median_ms(fn, x, repeats: int) -> float:
+def paired_ms(fns, x, repeats: int) -> list[float]:
+    """Median ms of each function, timed in alternation (a 2-core machine's speed drifts)."""
+    times = [[] for _ in fns]
     with torch.no_grad():
-        for _ in range(3):
-            fn(x)
-        times = []
+        for fn in fns:
+            for _ in range(3):
+                fn(x)
         for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn(x)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
+            for fn, ts in zip(fns, times):
+                t0 = time.perf_counter()
+                fn(x)
+                ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) * 1000 for ts in times]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", nargs="+", default=["resnet20", "resnet56", "resnet110"])
-    parser.add_argument("--repeats", type=int, default=15, help="timed forwards per row at batch 1 (fewer at 64)")
+    parser.add_argument("--repeats", type=int, default=21, help="timed forward pairs per row at batch 1 (a third at 64)")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
     torch.manual_seed(0)
     rows = []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'backbone':10s} {'input':6s} {'batch':>5s} {'gates':7s} {'keep':>5s} {'theory':>7s} {'realized':>8s} {'ratio':>6s}")
+    print("| backbone | input | batch | gates | " + " | ".join(f"keep {k}: theory / realized / ratio" for k in KEEPS) + " |")
+    print("|---|---|---|---|" + "---|" * len(KEEPS))
     for name in args.backbones:
         for label, shape in INPUTS.items():
             net = build_backbone(name, 10, shape[0]).eval().to(memory_format=torch.channels_last)
             accountant = Accountant(net, shape)
             plain = plain_reference(net)
             for batch in (1, 64):
-                repeats = args.repeats if batch == 1 else max(3, args.repeats // 3)
+                repeats = args.repeats if batch == 1 else max(5, args.repeats // 3)
                 x = torch.randn(batch, *shape).contiguous(memory_format=torch.channels_last)
-                plain_ms = median_ms(plain, x, repeats)
                 for gates in ("block", "topk", "prefix"):
+                    cells = []
                     for keep in KEEPS:
                         net.policy = (RandomBlocks(net.num_blocks, keep) if gates == "block"
                                       else RandomChannels(net, keep, prefix=gates == "prefix"))
                         with torch.no_grad():
                             _, trace = net.run(x, "skip")
                         theory = accountant.dense_macs / float(accountant.backbone_macs(trace).mean())
-                        realized = plain_ms / median_ms(lambda inp: net(inp, "skip"), x, repeats)
+                        plain_ms, gated_ms = paired_ms([plain, lambda inp: net(inp, "skip")], x, repeats)
+                        realized = plain_ms / gated_ms
                         row = dict(backbone=name, input=label, batch=batch, gates=gates, keep=keep,
                                    theory=round(theory, 3), realized=round(realized, 3), ratio=round(realized / theory, 3))
                         rows.append(row)
-                        print(f"{name:10s} {label:6s} {batch:5d} {gates:7s} {keep:5.2f} {theory:7.2f} {realized:8.2f} "
-                              f"{realized / theory:6.2f}", flush=True)
+                        cells.append(f"{theory:.2f} / {realized:.2f} / **{realized / theory:.2f}**")
+                    print(f"| {name} | {label} | {batch} | {gates} | " + " | ".join(cells) + " |", flush=True)
                 net.policy = None
     if args.json:
         with open(args.json, "w") as f:
