@@ -34,4 +34,5 @@ rule all:
     input:
         f"{RESULTS}/tables/summary.csv",
         f"{RESULTS}/tables/pareto.csv",
+        f"{RESULTS}/tables/claims.csv",
         FIGURES,

@@ -10,6 +10,7 @@ set with its labels: an upper bound, reported under its own name.
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunebench.api import Method, UserError, copy_backbone
+from prunebench.claims import FAILS, HOLDS, PARTLY, Claim, accuracy_at, fmt_acc, points
 from prunebench.backbones import GatedResNet, build_backbone
 from prunebench.data import Dataset, Normalizer, batch_indices
 from prunebench.gates import GatePolicy, content_key, top_k_mask
@@ -231,9 +233,57 @@ def load_budget_statistics(net: GatedResNet, statistics: BudgetStatistics | None
 # ---------------------------------------------------------------- the method
 
 
+def _dense_at_70_percent(rows):
+    """DLP at 70 % of the blocks is as accurate as dense (within 0.5 pt)."""
+    dlp, dense = points(rows, "dlp"), points(rows, "dense")
+    if dlp.empty or dense.empty:
+        return None
+    k = math.ceil(0.7 * dlp["num_blocks"].iloc[0] - 1e-9)  # at least 70 % of the blocks
+    at = dlp[dlp["eval_budget"] == k]
+    if at.empty:
+        return None
+    gap = float(at["accuracy"].iloc[0] - dense["accuracy"].iloc[0])
+    return (HOLDS if gap >= -0.005 else FAILS), (f"{fmt_acc(at['accuracy'].iloc[0], at['ci'].iloc[0])} at {k} of "
+                                               f"{int(at['num_blocks'].iloc[0])} blocks, dense {dense['accuracy'].iloc[0]:.2%} "
+                                               f"({gap * 100:+.2f} pt)")
+
+
+def _beats_random_drop(rows):
+    """DLP is more accurate than random layer dropping at every block budget."""
+    dlp, rnd = points(rows, "dlp"), points(rows, "random_drop")
+    both = dlp.merge(rnd, on="eval_budget", suffixes=("", "_random"))
+    if both.empty:
+        return None
+    margin = both["accuracy"] - both["accuracy_random"]
+    wins = int((margin > 0).sum())
+    verdict = HOLDS if wins == len(both) else PARTLY if wins else FAILS
+    return verdict, f"higher at {wins} of {len(both)} budgets (smallest margin {margin.min() * 100:+.2f} pt)"
+
+
+def _beats_blockdrop_at_20_of_54(rows):
+    """At 20/54 of the blocks DLP is more accurate than BlockDrop at the same MACs."""
+    dlp, bd = points(rows, "dlp"), points(rows, "blockdrop")
+    if dlp.empty or bd.empty:
+        return None
+    at = dlp[dlp["eval_budget"] == round(20 / 54 * dlp["num_blocks"].iloc[0])]
+    if at.empty:
+        return None
+    acc, frac = float(at["accuracy"].iloc[0]), float(at["macs_frac"].iloc[0])
+    other = accuracy_at(bd, frac)
+    if other != other:  # BlockDrop's points do not reach that cost
+        return PARTLY, f"{acc:.2%} at {frac:.3f}; BlockDrop has no point near that cost"
+    return (HOLDS if acc > other else FAILS), f"{acc:.2%} vs BlockDrop {other:.2%} at {frac:.3f} of dense MACs"
+
+
 class DLP(Method):
     name = "dlp"
     knob = "blocks"
+    claims = (Claim("dense-at-70%", "with 70 % of the blocks the accuracy equals the dense network's (within 0.5 pt)",
+                    "DLP, ResNet-110 CIFAR-10", check=_dense_at_70_percent),
+              Claim("beats-random", "more accurate than random layer dropping at every budget", "DLP, ResNet-110 CIFAR-10",
+                    check=_beats_random_drop),
+              Claim("beats-blockdrop", "at 20/54 of the blocks more accurate than BlockDrop", "DLP, ResNet-110 CIFAR-10",
+                    check=_beats_blockdrop_at_20_of_54))
     test_time_knob = True
     artifacts = {"expert_ranks": ("expert_images", "expert_batch")}
     hyperparameters = {

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunebench.api import Method, copy_backbone
+from prunebench.claims import FAILS, HOLDS, PARTLY, Claim, points
 from prunebench.backbones import GatedResNet
 from prunebench.gates import ChannelGate, GatePolicy
 from prunebench.train import TrainSpec, fit, recalibrate_bn
@@ -73,6 +74,16 @@ class LCNetPolicy(GatePolicy):
         return sum(s_l.sum() + s_c.sum() for s_l, s_c in self.l1_terms) / self.l1_terms[0][0].shape[0]
 
 
+def _sequential_saves_more(rows):
+    """Run sequentially, the same trained model costs fewer MACs than in parallel (same accuracy: same model)."""
+    both = points(rows, "lcnet").merge(points(rows, "lcnet_seq"), on="train_budget", suffixes=("", "_seq"))
+    if both.empty:
+        return None
+    saves = int((both["macs_frac_seq"] < both["macs_frac"]).sum())
+    return (HOLDS if saves == len(both) else PARTLY if saves else FAILS), "; ".join(
+        f"{r.macs_frac_seq:.3f} vs {r.macs_frac:.3f} at {r.accuracy:.2%}" for r in both.itertuples())
+
+
 class LCNet(Method):
     """From the pretrained backbone with L1 on S_L and S_C; the L1 coefficient is the knob."""
 
@@ -80,6 +91,10 @@ class LCNet(Method):
     knob = "l1"
     test_time_knob = False
     parallel = True
+    claims = (Claim("resnet18-parallel", "pretrained ResNet-18 on CIFAR-10, parallel: 93.27 % at 0.19 of 0.55 GMACs "
+                    "(dense 93.02 %)", "LC-Net, CIFAR-10 table", "cifar10", "resnet18", 0.19 / 0.55, 0.9327),
+              Claim("sequential-saves-more", "sequential mode saves more MACs than parallel at equal accuracy",
+                    "LC-Net, execution modes", check=_sequential_saves_more))
     hyperparameters = {
         # [choice] leaky ReLU-1 slope (not published; METHODS.md suggests 0.01-0.1): the low end, since a
         # closed gate's leak (slope * x, x far below 0) is a training-only signal inference drops
@@ -139,6 +154,8 @@ class LCNetSequential(LCNet):
     name = "lcnet_seq"
     derived_from = "lcnet"
     parallel = False
+    claims = (Claim("resnet18-sequential", "pretrained ResNet-18 on CIFAR-10, sequential: 93.27 % at 0.06 of 0.55 GMACs",
+                    "LC-Net, CIFAR-10 table", "cifar10", "resnet18", 0.06 / 0.55, 0.9327),)
 
 
 class LCNetScratchSequential(LCNetScratch):

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunebench.api import Method, UserError, copy_backbone
+from prunebench.claims import FAILS, HOLDS, PARTLY, Claim, points
 from prunebench.backbones import GatedResNet
 from prunebench.data import Dataset, Normalizer
 from prunebench.gates import ChannelGate, GatePolicy
@@ -150,7 +151,23 @@ def pruned_units(net: GatedResNet) -> list[str]:
     return [u for u in net.unit_names() if u.startswith("blocks.") and not u.endswith("shortcut")]
 
 
+def _penalty_trades_cost(rows):
+    """A larger penalty per channel group (p further below 0) prunes more: MACs fall as p falls."""
+    pts = points(rows, "rnp").sort_values("train_budget", ascending=False)
+    if len(pts) < 2:
+        return None
+    falls = [b < a for a, b in zip(pts["macs_frac"], pts["macs_frac"].iloc[1:])]
+    verdict = HOLDS if all(falls) else PARTLY if pts["macs_frac"].iloc[-1] < pts["macs_frac"].iloc[0] else FAILS
+    return verdict, "; ".join(f"p {r.train_budget:g}: {r.macs_frac:.3f} at {r.accuracy:.2%}" for r in pts.itertuples())
+
+
 class RNP(Method):
+    claims = (Claim("penalty-trades-cost", "the reward per channel group trades accuracy for speed: a larger penalty "
+                    "prunes more", "RNP, the speed-accuracy trade-off", check=_penalty_trades_cost),
+              Claim("vgg16-imagenet", "VGG-16 on ImageNet: top-5 error +2.32/+3.23/+3.58/+4.89 pt at 3x/4x/5x/10x speed-up",
+                    "RNP, ImageNet table", "imagenet", "vgg16", 1 / 3, None,
+                    published="+2.32 pt top-5 error at 1/3 of dense (3x)"),)
+
     name = "rnp"
     knob = "penalty"          # p < 0, the reward per extra channel group: more negative, fewer groups
     test_time_knob = False

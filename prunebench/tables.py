@@ -98,13 +98,19 @@ def interpolate(frontier: np.ndarray, frac: float) -> float:
 
 
 def write_tables(summary: pd.DataFrame, out_dir) -> None:
-    """summary.csv/.md/.tex and pareto.csv/.md, each written atomically."""
+    """summary.csv/.md/.tex, pareto.csv/.md and claims.csv/.md (the published claims of the methods
+    present, judged on these rows), each written atomically."""
+    from .api import get_method, registered_methods
+    from .claims import claims_table
+
     out_dir = Path(out_dir)
     pareto = pareto_table(summary)
+    registered = registered_methods()
+    claims = claims_table(summary, {m: get_method(m) for m in summary["method"].unique() if m in registered})
     short = summary[[c for c in [*KEYS, "ours", "static", "accuracy", "macs_mean", "macs_frac", "blocks_mean", "macs_speedup",
                                  "latency_b1_ms", "plain_speedup_b1", "plain_speedup_b64", "realized_ratio_b1",
                                  "realized_ratio_b64"] if c in summary]]
-    for frame, name in ((summary, "summary"), (pareto, "pareto")):
+    for frame, name in ((summary, "summary"), (pareto, "pareto"), (claims, "claims")):
         with atomic_path(out_dir / f"{name}.csv") as tmp:
             frame.to_csv(tmp, index=False)
     with atomic_path(out_dir / "summary.md") as tmp:
@@ -113,3 +119,5 @@ def write_tables(summary: pd.DataFrame, out_dir) -> None:
         tmp.write_text(short.to_latex(index=False, float_format="%.4g"))
     with atomic_path(out_dir / "pareto.md") as tmp:
         tmp.write_text(pareto.to_markdown(index=False, floatfmt=".4f") + "\n")
+    with atomic_path(out_dir / "claims.md") as tmp:
+        tmp.write_text(claims.drop(columns=["text"]).to_markdown(index=False) + "\n")

@@ -76,6 +76,13 @@ def test_summary_table_rows_and_columns(smoke):
     assert len(benchmarks) >= 10 and "max_rss" in benchmarks[0].read_text()
 
 
+def test_claims_table_covers_the_seven_seed_methods(smoke):
+    claims = pd.read_csv(smoke / "results/tables/claims.csv")
+    assert {"blockdrop", "fbs", "dlp", "lcnet", "rnp", "sanp", "slimming"} <= set(claims["method"])
+    assert set(claims["verdict"]) <= {"holds", "partly", "does not hold", "not run"}
+    assert (smoke / "results/tables/claims.md").read_text().startswith("| method")
+
+
 def test_rerun_schedules_nothing(smoke):
     assert planned_jobs(snakemake(smoke, "-n", "--cores", "2")) == {}
 

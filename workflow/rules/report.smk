@@ -9,6 +9,8 @@ rule gather:
         latex=RESULTS + "/tables/summary.tex",
         pareto=report(RESULTS + "/tables/pareto.csv", caption="../report/pareto.rst", category="Tables"),
         pareto_md=RESULTS + "/tables/pareto.md",
+        claims=report(RESULTS + "/tables/claims.csv", caption="../report/claims.rst", category="Tables"),
+        claims_md=RESULTS + "/tables/claims.md",
     log:
         RESULTS + "/logs/gather.log",
     benchmark:
