@@ -22,7 +22,7 @@ def test_numeric_claim_holds_fails_or_is_not_run():
     assert table.loc["m-cifarnet", "verdict"] == "not run"  # M-CifarNet is not a backbone of the harness
     assert table.loc["beats-static-width", "verdict"] == "not run"  # no uniform_width rows to compare with
     worse = summary.assign(accuracy=0.90)
-    assert claims_table(worse, {"blockdrop": get_method("blockdrop")})["verdict"].iloc[0] == "partly"  # cost yes, accuracy no  # cost yes, accuracy no
+    assert claims_table(worse, {"blockdrop": get_method("blockdrop")})["verdict"].iloc[0] == "partly"  # cost yes, accuracy no
     both_off = summary.assign(accuracy=0.90, macs_frac=0.6)
     assert claims_table(both_off, {"blockdrop": get_method("blockdrop")})["verdict"].iloc[0] == "does not hold"
 
