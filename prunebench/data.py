@@ -292,6 +292,15 @@ def _load_image_folder(root: Path, cache_dir=None):
     return decoded
 
 
+def _image_mode(image_module, f: Path) -> str:
+    try:
+        with image_module.open(f) as im:
+            return im.mode
+    except OSError as err:  # PIL's UnidentifiedImageError is an OSError
+        raise DatasetError(f"image_folder: cannot read {f} ({type(err).__name__}); remove the file or replace "
+                           f"it with a readable image") from None
+
+
 def _decode_image_folder(root: Path):
     from PIL import Image
 
@@ -307,7 +316,7 @@ def _decode_image_folder(root: Path):
         if not files:
             raise DatasetError(f"image_folder: no images under {root / split}")
         images[split] = files
-    modes = {Image.open(f).mode for files in images.values() for f, _ in files}
+    modes = {_image_mode(Image, f) for files in images.values() for f, _ in files}
     mode = "L" if modes <= {"L", "1"} else "RGB"
     out, size = [], None
     for split in ("train", "test"):
@@ -317,7 +326,8 @@ def _decode_image_folder(root: Path):
                 with Image.open(f) as im:
                     a = np.asarray(im.convert(mode), dtype=np.uint8)
             except OSError as err:
-                raise DatasetError(f"image_folder: cannot read {f} ({err})") from None
+                raise DatasetError(f"image_folder: cannot read {f} ({err}); remove the file or replace it "
+                                   f"with a readable image") from None
             size = size or a.shape
             if a.shape != size:
                 raise DatasetError(f"image_folder: {f} is {a.shape[:2]} but earlier images are "

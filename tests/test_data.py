@@ -138,6 +138,11 @@ def test_image_folder(tmp_path, monkeypatch):
     edited = load_dataset("image_folder", tmp_path, val_size=2, cache_dir=cache)
     assert len(list(cache.glob("image_folder-*.pt"))) == 2
     assert edited.train_x.sum() + edited.val_x.sum() < d.train_x.sum() + d.val_x.sum()
+    broken = tmp_path / "test" / "dog" / "broken.png"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(DatasetError, match="cannot read .*broken.png.*remove the file"):
+        load_dataset("image_folder", tmp_path, val_size=2, cache_dir=cache)
+    broken.unlink()
     Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "test" / "dog" / "odd.png")
     with pytest.raises(DatasetError, match="resize all images"):
         load_dataset("image_folder", tmp_path, val_size=2, cache_dir=cache)
