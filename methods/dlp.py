@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunebench.api import Method, UserError, copy_backbone
-from prunebench.claims import FAILS, HOLDS, PARTLY, Claim, accuracy_at, fmt_acc, points
+from prunebench.claims import FAILS, HOLDS, PARTLY, Claim, accuracy_at, fmt_acc, points, tally
 from prunebench.backbones import GatedResNet, build_backbone
 from prunebench.data import Dataset, Normalizer, batch_indices
 from prunebench.gates import GatePolicy, content_key, top_k_mask
@@ -256,7 +256,7 @@ def _beats_random_drop(rows):
         return None
     margin = both["accuracy"] - both["accuracy_random"]
     wins = int((margin > 0).sum())
-    verdict = HOLDS if wins == len(both) else PARTLY if wins else FAILS
+    verdict = tally(wins, len(both))
     return verdict, f"higher at {wins} of {len(both)} budgets (smallest margin {margin.min() * 100:+.2f} pt)"
 
 

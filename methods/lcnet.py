@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunebench.api import Method, copy_backbone
-from prunebench.claims import FAILS, HOLDS, PARTLY, Claim, points
+from prunebench.claims import Claim, points, tally
 from prunebench.backbones import GatedResNet
 from prunebench.gates import ChannelGate, GatePolicy
 from prunebench.train import TrainSpec, fit, recalibrate_bn
@@ -80,7 +80,7 @@ def _sequential_saves_more(rows):
     if both.empty:
         return None
     saves = int((both["macs_frac_seq"] < both["macs_frac"]).sum())
-    return (HOLDS if saves == len(both) else PARTLY if saves else FAILS), "; ".join(
+    return tally(saves, len(both)), "; ".join(
         f"{r.macs_frac_seq:.3f} vs {r.macs_frac:.3f} at {r.accuracy:.2%}" for r in both.itertuples())
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunebench.api import Method, UserError, copy_backbone
-from prunebench.claims import FAILS, HOLDS, PARTLY, Claim, accuracy_at, points
+from prunebench.claims import Claim, accuracy_at, points, tally
 from prunebench.backbones import GatedResNet
 from prunebench.data import Dataset, Normalizer
 from prunebench.flops import Accountant, controller_macs
@@ -129,7 +129,7 @@ def _lands_on_budget(rows):
         return None
     miss = pts["macs_frac"] / pts["train_budget"] - 1
     inside = int((miss.abs() <= 0.1).sum())
-    return (HOLDS if inside == len(pts) else PARTLY if inside else FAILS), (
+    return tally(inside, len(pts)), (
         f"{inside} of {len(pts)} budgets within 10 % (misses {', '.join(f'{m:+.1%}' for m in miss)})")
 
 
@@ -145,7 +145,7 @@ def _beats_ablations(rows):
                 parts.append(f"{acc:.2%} vs {name[5:]} {p['accuracy']:.2%} at {p['macs_frac']:.3f}")
     if not verdicts:
         return None
-    return (HOLDS if all(verdicts) else PARTLY if any(verdicts) else FAILS), "; ".join(parts)
+    return tally(sum(verdicts), len(verdicts)), "; ".join(parts)
 
 
 class SANP(Method):

@@ -19,7 +19,7 @@ from torch import nn
 
 from prunebench.api import Method, RunContext, UserError, copy_backbone
 from prunebench.backbones import GatedResNet
-from prunebench.claims import FAILS, HOLDS, PARTLY, Claim, points
+from prunebench.claims import Claim, points, tally
 from prunebench.data import Dataset
 from prunebench.flops import Accountant
 from prunebench.gates import ConvUnit, StaticChannelPolicy
@@ -208,7 +208,7 @@ def _keeps_dense_accuracy(rows):
         return None
     gaps = pts["accuracy"] - float(dense["accuracy"].iloc[0])
     kept = int((gaps >= -0.001).sum())
-    return (HOLDS if kept == len(pts) else PARTLY if kept else FAILS), "; ".join(
+    return tally(kept, len(pts)), "; ".join(
         f"{r.accuracy:.2%} at {r.macs_frac:.3f} ({g * 100:+.2f} pt)" for r, g in zip(pts.itertuples(), gaps))
 
 

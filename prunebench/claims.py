@@ -34,6 +34,11 @@ class Claim:
     check: Callable[[pd.DataFrame], tuple[str, str] | None] | None = None
 
 
+def tally(hits: int, total: int) -> str:
+    """The verdict of a claim that should hold at each of `total` points and holds at `hits`."""
+    return HOLDS if hits == total else PARTLY if hits else FAILS
+
+
 def points(rows: pd.DataFrame, method: str) -> pd.DataFrame:
     """A method's (train budget, eval budget) points: mean accuracy and MACs over seeds, a 95 % CI half-width."""
     sub = rows[rows["method"] == method]
@@ -68,7 +73,7 @@ def beats_at_equal_macs(rows: pd.DataFrame, method: str, other: str):
     if not pairs:
         return PARTLY, f"{other} has no point at {method}'s costs"
     wins = sum(a > b for a, b, _ in pairs)
-    return (HOLDS if wins == len(pairs) else PARTLY if wins else FAILS), "; ".join(
+    return tally(wins, len(pairs)), "; ".join(
         f"{a:.2%} vs {b:.2%} at {f:.3f}" for a, b, f in pairs)
 
 
