@@ -202,6 +202,13 @@ def ranking_hinge_loss(scores: torch.Tensor, ranks: torch.Tensor) -> torch.Tenso
     return (margin_violation * j_more_important).sum() / j_more_important.sum().clamp_min(1)
 
 
+def ranking_agreement(scores: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
+    """Per sample: the share of ordered block pairs the scores put in the expert's order."""
+    more = (ranks[:, None, :] > ranks[:, :, None]).float()
+    agree = (scores[:, None, :] > scores[:, :, None]).float()
+    return (agree * more).sum((1, 2)) / more.sum((1, 2)).clamp_min(1)
+
+
 def removal_budget_weights(num_blocks: int) -> torch.Tensor:
     """Blocks removed r = 0..K-1 drawn with P(r) ∝ (K-1-r)^2, as the official code: small removals dominate."""
     r = torch.arange(num_blocks, dtype=torch.float64)
@@ -374,8 +381,14 @@ class DLP(Method):
         ranks_data = Dataset("dlp-expert", data.train_x[idx], expert["ranks"].long(), data.val_x[:0],
                              data.val_y[:0], data.test_x, data.test_y, data.classes, data.mean, data.std)
         spec = TrainSpec.from_dict(hp["imitation"], "dlp.imitation")
-        fit(policy_net, ranks_data, spec, run, name=f"dlp-imitation-{round_}",
-            loss_fn=lambda model, x, ranks: (ranking_hinge_loss(model(x), ranks), None))
+
+        def loss_fn(model, x, ranks):
+            scores = model(x)
+            return ranking_hinge_loss(scores, ranks), scores
+
+        # logged: how many block pairs the policy orders as the expert does (not a classification accuracy)
+        fit(policy_net, ranks_data, spec, run, name=f"dlp-imitation-{round_}", loss_fn=loss_fn,
+            metric=ranking_agreement, metric_name="pair order agreement")
         policy_net.eval()
 
     def _finetune(self, net, data, hp, run, round_):

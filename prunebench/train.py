@@ -143,11 +143,13 @@ def _maybe_compile(net: nn.Module, spec: TrainSpec, total_steps: int, run: RunCo
 
 def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name: str = "train",
         loss_fn: Callable = cross_entropy_loss, params=None, model_for_loss: nn.Module | None = None,
-        on_epoch_start: Callable[[int], None] | None = None) -> list[dict]:
+        on_epoch_start: Callable[[int], None] | None = None, metric: Callable | None = None,
+        metric_name: str = "train") -> list[dict]:
     """Train `net` in place for spec.epochs; resumes from run's checkpoint `name` if one exists.
 
     loss_fn(model, x, y) -> (loss, logits) lets a method add its own terms; `params` restricts
-    what is optimised (default: every parameter that requires a gradient).
+    what is optimised (default: every parameter that requires a gradient); metric(logits, y) -> per-sample
+    scores in [0, 1] is what the log reports as `metric_name` (default: training accuracy).
     """
     set_seed(run.seed)
     device = torch.device(run.device)
@@ -210,7 +212,9 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
             loss.backward()
             optimizer.step()
             loss_sum += loss.item() * len(y)
-            if logits is not None and y.dim() == 1:  # a method's loss may train on other targets
+            if metric is not None:
+                correct += float(metric(logits.detach(), y).sum())
+            elif logits is not None and y.dim() == 1:  # a method's loss may train on other targets
                 correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
         seconds = time.perf_counter() - t0
@@ -218,8 +222,8 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
         history.append(dict(epoch=epoch + 1, train_loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
                             val_acc=val_acc, lr=optimizer.param_groups[0]["lr"], seconds=seconds,
                             images_per_s=seen / seconds))
-        run.log.info("%s epoch %d/%d: loss %.4f train %.4f val %.4f (%.0f img/s)", name, epoch + 1,
-                     spec.epochs, history[-1]["train_loss"], history[-1]["train_acc"], val_acc, seen / seconds)
+        run.log.info("%s epoch %d/%d: loss %.4f %s %.4f val %.4f (%.0f img/s)", name, epoch + 1,
+                     spec.epochs, history[-1]["train_loss"], metric_name, history[-1]["train_acc"], val_acc, seen / seconds)
         if ckpt_path is not None:
             save_torch(dict(epoch=epoch, model=net.state_dict(), optimizer=optimizer.state_dict(),
                             rng=_rng_states(), history=history, settings=settings), ckpt_path)

@@ -72,3 +72,12 @@ def test_oracle_needs_known_images(tiny):
         net(normalize(data.test_x[:4]))
         with pytest.raises(Exception, match="test images only"):
             net(normalize(data.train_x[:4]))
+
+
+def test_ranking_agreement_counts_pairs_in_the_experts_order():
+    from prunebench.methods.dlp import ranking_agreement
+
+    ranks = torch.tensor([[0, 1, 2, 3]])
+    assert ranking_agreement(torch.tensor([[0.1, 0.2, 0.3, 0.4]]), ranks).tolist() == [1.0]
+    assert ranking_agreement(torch.tensor([[0.4, 0.3, 0.2, 0.1]]), ranks).tolist() == [0.0]
+    assert ranking_agreement(torch.tensor([[0.2, 0.1, 0.3, 0.4]]), ranks).item() == pytest.approx(5 / 6)
