@@ -10,7 +10,7 @@ import torch
 from prunebench.api import Method, RunContext, copy_backbone
 from prunebench.backbones import GatedResNet
 from prunebench.data import Dataset
-from prunebench.gates import GatePolicy, StaticChannelPolicy, content_key, splitmix64
+from prunebench.gates import GatePolicy, StaticChannelPolicy, random_scores
 from prunebench.train import TrainSpec, fit
 
 
@@ -44,8 +44,7 @@ class RandomBlockPolicy(GatePolicy):
         self.keep = None
 
     def begin(self, x):
-        keys = (content_key(x) + self.seed)[:, None] * 1_000_033 + torch.arange(self.num_blocks)
-        scores = splitmix64(keys)
+        scores = random_scores(x, self.num_blocks, self.seed)
         top = scores.topk(self.blocks, dim=1).indices
         self.keep = torch.zeros(x.shape[0], self.num_blocks).scatter_(1, top, 1.0).to(x.device)
 

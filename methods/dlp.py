@@ -21,7 +21,7 @@ from prunebench.api import Method, UserError, copy_backbone
 from prunebench.claims import FAILS, HOLDS, PARTLY, Claim, accuracy_at, fmt_acc, points, tally
 from prunebench.backbones import GatedResNet, build_backbone
 from prunebench.data import Dataset, Normalizer, batch_indices
-from prunebench.gates import GatePolicy, content_key, splitmix64, top_k_mask
+from prunebench.gates import GatePolicy, content_key, random_scores, top_k_mask
 from prunebench.train import TrainSpec, fit
 
 
@@ -83,8 +83,7 @@ class RandomRankPolicy(RankPolicy):
         self.seed = seed
 
     def scores(self, x):
-        keys = (content_key(x) + self.seed)[:, None] * 1_000_033 + torch.arange(self.num_blocks)
-        return splitmix64(keys).float().to(x.device)
+        return random_scores(x, self.num_blocks, self.seed).float().to(x.device)
 
 
 class OraclePolicy(RankPolicy):

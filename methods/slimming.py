@@ -174,13 +174,9 @@ def compose_bridge(unit_a: ConvUnit, unit_b: ConvUnit, keep: torch.Tensor) -> Co
     conv_b over the kept channels `keep` (bool), 3x3 kernels summed over space; followed by conv_b's
     BN and activation. Exact when the ReLU passes everything and the kernels are 1x1."""
     conv_a, conv_b = unit_a.conv, unit_b.conv
-    a = conv_a.weight[keep].sum((2, 3))                      # (k, C_in)
-    shift = conv_a.bias[keep] if conv_a.bias is not None else torch.zeros(len(a), device=a.device)
-    if unit_a.norm is not None:
-        n = unit_a.norm
-        scale = n.weight[keep] / torch.sqrt(n.running_var[keep] + n.eps)
-        shift = n.bias[keep] + (shift - n.running_mean[keep]) * scale
-        a = a * scale[:, None]
+    weight_a, bias_a = unit_a.folded_weights()               # conv_a -> BN as one affine map
+    a = weight_a[keep].sum((2, 3))                           # (k, C_in)
+    shift = bias_a[keep] if bias_a is not None else torch.zeros(len(a), device=a.device)
     b = conv_b.weight[:, keep].sum((2, 3))                   # (C_out, k)
     bias = b @ shift + (conv_b.bias if conv_b.bias is not None else 0)
     stride = conv_a.stride[0] * conv_b.stride[0]

@@ -93,8 +93,7 @@ def judge_numeric(claim: Claim, method: str, rows: pd.DataFrame) -> tuple[str, s
 def claims_table(summary: pd.DataFrame, methods: dict) -> pd.DataFrame:
     """One row per claim (per dataset x backbone that ran, for shape claims) of the `methods` (name -> Method)."""
     out = []
-    settings = summary[["dataset", "backbone"]].drop_duplicates().itertuples(index=False)
-    settings = list(settings)
+    settings = list(summary[["dataset", "backbone"]].drop_duplicates().itertuples(index=False))
     for name, method in sorted(methods.items()):
         for claim in type(method).__dict__.get("claims", ()):  # declared by this class, not inherited
             row = {"method": name, "claim": claim.id, "text": claim.text, "source": claim.source}

@@ -206,8 +206,7 @@ def cmd_evaluate(args):
     accountant = None
     for budget, out in zip(budgets, outputs):
         set_seed(args.seed)
-        model = copy.deepcopy(net)
-        method.configure(model, budget)
+        model = copy.deepcopy(net)  # Method.evaluate configures the budget on it
         accountant = accountant or Accountant(model, (data.in_channels, *data.image_size))
         run = _run_context(args, Path(out["summary"]))
         result = method.evaluate(model, data, budget, run, batch_size=cfg["evaluate"]["batch_size"], accountant=accountant)

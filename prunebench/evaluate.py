@@ -101,28 +101,31 @@ def latency(net: GatedResNet, data: Dataset, run: RunContext, *, batch_sizes=(1,
     for bs in batch_sizes:
         # Cycle through different test images: a dynamic net's cost depends on the image.
         inputs = [normalize(x_test[(torch.arange(bs) + r * bs) % len(x_test)]) for r in range(repeats)]
-        row = {}
-        for label, model, pol in (("model", net, policy), ("dense", reference, None), ("plain_dense", plain, None)):
-            forward = model if label == "plain_dense" else (lambda x, model=model: model(x, mode="skip"))
-            if label != "plain_dense":
-                model.policy = pol
-            try:
-                for r in range(warmup):
-                    forward(inputs[r % repeats])
-                times = []
-                for x in inputs:
-                    _sync(device)
-                    t0 = time.perf_counter()
-                    forward(x)
-                    _sync(device)
-                    times.append((time.perf_counter() - t0) * 1000)
-            finally:
-                net.policy = policy
-            row[f"{label}_ms"] = statistics.median(times)
+        row = {"model_ms": _median_ms(lambda x: net(x, mode="skip"), inputs, warmup, device)}
+        reference.policy = None  # the reference may be `net` itself
+        try:
+            row["dense_ms"] = _median_ms(lambda x: reference(x, mode="skip"), inputs, warmup, device)
+        finally:
+            net.policy = policy
+        row["plain_dense_ms"] = _median_ms(plain, inputs, warmup, device)
         row["speedup"] = row["dense_ms"] / row["model_ms"]  # against the dense network in the harness
         row["speedup_plain"] = row["plain_dense_ms"] / row["model_ms"]  # against the plain dense network
         result["batches"][str(bs)] = row
     return result
+
+
+def _median_ms(forward, inputs, warmup: int, device) -> float:
+    """Median milliseconds of `forward` over `inputs`, after `warmup` untimed calls."""
+    for r in range(warmup):
+        forward(inputs[r % len(inputs)])
+    times = []
+    for x in inputs:
+        _sync(device)
+        t0 = time.perf_counter()
+        forward(x)
+        _sync(device)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
 
 
 def _sync(device):

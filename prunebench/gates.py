@@ -163,6 +163,21 @@ class ConvUnit(nn.Module):
                 h = h + shift[:, :, None, None]
         return F.relu(h) if self.relu else h
 
+    @torch.no_grad()
+    def folded_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The conv's weight and bias with the norm folded in (inference statistics; a norm without
+        affine parameters, as FBS leaves it, folds too); detached."""
+        weight = self.conv.weight.detach()
+        bias = self.conv.bias.detach() if self.conv.bias is not None else None
+        if self.norm is None:
+            return weight, bias
+        n = self.norm
+        mult = torch.rsqrt(n.running_var + n.eps)
+        if n.weight is not None:
+            mult = n.weight.detach() * mult
+        bias = (n.bias.detach() if n.bias is not None else 0) + ((bias if bias is not None else 0) - n.running_mean) * mult
+        return weight * mult.view(-1, 1, 1, 1), bias
+
     def _folded(self, in_idx, out_idx):
         conv, norm = self.conv, self.norm
         tensors = (conv.weight, conv.bias) + ((norm.weight, norm.bias, norm.running_mean, norm.running_var)
@@ -175,18 +190,9 @@ class ConvUnit(nn.Module):
                conv.weight.device, conv.weight.dtype)
         cache = self.__dict__.setdefault("_fold_cache", {})
         if key not in cache:
-            weight, bias = self.conv.weight.detach(), self.conv.bias
-            bias = bias.detach() if bias is not None else None
+            # a slice of the cached full fold: a new channel set costs a gather, not a fold
+            weight, bias = self.folded_weights() if in_idx is None and out_idx is None else self._folded(None, None)
             weight, bias = take(take(weight, 0, out_idx), 1, in_idx), take(bias, 0, out_idx)
-            if self.norm is not None:
-                n = self.norm
-                pick = lambda t: take(t.detach(), 0, out_idx)  # noqa: E731
-                inv_std = torch.rsqrt(pick(n.running_var) + n.eps)
-                gamma = pick(n.weight) if n.weight is not None else torch.ones_like(inv_std)
-                beta = pick(n.bias) if n.bias is not None else torch.zeros_like(inv_std)
-                mult = gamma * inv_std
-                bias = beta + ((bias if bias is not None else 0) - pick(n.running_mean)) * mult
-                weight = weight * mult.view(-1, 1, 1, 1)
             if len(cache) >= 64:  # dynamic gates make many keys: keep the cache bounded
                 cache.pop(next(iter(cache)))
             # channels_last: oneDNN's fast path on CPU (several times faster at these sizes)
@@ -236,6 +242,13 @@ def content_key(x: torch.Tensor) -> torch.Tensor:
     values = x.detach().flatten(1).mul(1e3).round().to(torch.int64).cpu()
     weights = splitmix64(torch.arange(1, values.shape[1] + 1, dtype=torch.int64))
     return splitmix64((values * weights).sum(1))
+
+
+def random_scores(x: torch.Tensor, count: int, seed: int = 0) -> torch.Tensor:
+    """(N, count) int64 pseudo-random scores per image: a hash of its content and the seed, so the same
+    image draws the same scores in any batch, mode and run, and different images draw independently."""
+    keys = (content_key(x) + seed)[:, None] * 1_000_033 + torch.arange(count)
+    return splitmix64(keys)
 
 
 def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:

@@ -17,18 +17,11 @@ from .gates import ConvUnit
 def _folded_conv(unit: ConvUnit) -> nn.Conv2d:
     """The unit's conv with its BN folded in (inference statistics)."""
     conv = unit.conv
-    w = conv.weight.detach()
-    b = conv.bias.detach() if conv.bias is not None else torch.zeros(w.shape[0], device=w.device)
-    if unit.norm is not None:
-        n = unit.norm
-        inv_std = torch.rsqrt(n.running_var + n.eps)
-        mult = n.weight.detach() * inv_std if n.weight is not None else inv_std  # FBS drops BN's affine
-        b = (n.bias.detach() if n.bias is not None else 0) + (b - n.running_mean) * mult
-        w = w * mult.view(-1, 1, 1, 1)
+    w, b = unit.folded_weights()
     out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                     conv.dilation, bias=True).to(w.device, w.dtype)
     out.weight.data.copy_(w)
-    out.bias.data.copy_(b)
+    out.bias.data.copy_(b if b is not None else torch.zeros_like(out.bias))
     return out
 
 
