@@ -5,7 +5,7 @@ PYTHON ?= python3
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: env data reproduce test clean
+.PHONY: env data reproduce test test-slow clean
 
 env: $(VENV)/.installed
 
@@ -31,7 +31,11 @@ reproduce: env data
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake --cores all --report results/report.html
 
 test: env
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+
+# The shortened paper config (every seed method on its paper's backbones, synthetic CIFAR-shaped data).
+test-slow: env
+	$(PY) -m pytest -q -p no:cacheprovider -m slow -s
 
 clean:
 	rm -rf $(VENV) .pytest_cache

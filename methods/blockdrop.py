@@ -55,13 +55,20 @@ class BlockDropPolicy(GatePolicy):
         super().__init__()
         self.net = build_backbone("resnet8", num_blocks, in_channels, width=width)
         self.given: torch.Tensor | None = None  # policies set by the training loop (sampled / greedy)
+        # blocks the curriculum has not handed to the policy yet: on, also when the stage is validated
+        self.forced_on: torch.Tensor | None = None
         self.keep = None
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.net(x))
 
     def begin(self, x):
-        self.keep = self.given if self.given is not None else (self.probabilities(x) >= 0.5).float()
+        if self.given is not None:
+            self.keep = self.given
+            return
+        self.keep = (self.probabilities(x) >= 0.5).float()
+        if self.forced_on is not None:
+            self.keep[:, self.forced_on.to(x.device)] = 1.0
 
     def block_gate(self, index, pooled):
         return self.keep[:, index]
@@ -110,23 +117,45 @@ class BlockDrop(Method):
                             f"per epoch: it needs at least {k} epochs for this backbone's {k} blocks")
         net, policy, _ = self._with_policy(backbone, data, hp, run)
         decided = torch.ones(k, dtype=torch.bool)
+        # The log shows what the stage optimises: the sampled policies' reward and blocks kept, and the
+        # validation accuracy under the curriculum's mask (the policy's outputs for the blocks it does
+        # not decide yet are untrained: under them the network is near chance).
+        last, kept = {}, []
 
         def start_epoch(epoch):
+            if kept:
+                run.log.info("blockdrop-curriculum epoch %d: sampled policies kept %.2f of %d blocks", epoch,
+                             sum(kept) / len(kept), k)
+                kept.clear()
             decided.copy_(curriculum_decided(k, epoch))
+            policy.forced_on = ~decided
+            run.log.info("blockdrop-curriculum epoch %d: the policy decides the last %d of %d blocks (the others "
+                         "are on, in validation too)", epoch + 1, int(decided.sum()), k)
             net.eval()
             policy.train()
 
         def loss_fn(model, x, y):
             mask = decided.to(x.device)
-            log_prob, advantage, bounded, preds = policy_gradient(net, x, y, hp["alpha"], hp["curriculum_penalty"],
-                                                                  mask, train_backbone=False)
+            log_prob, advantage, bounded, preds, sample = policy_gradient(
+                net, x, y, hp["alpha"], hp["curriculum_penalty"], mask, train_backbone=False)
             pg = -(log_prob * advantage[:, None] * mask.float()).sum()  # undecided blocks: loss masked
             p = bounded.clamp(1e-15, 1 - 1e-15)
             entropy = -(p * torch.log(p)).sum()  # the official bonus: -s' log s' (not the binary entropy)
+            last["sample"] = sample
+            kept.append(float(sample.sum(1).mean()))
             return (pg - hp["beta"] * entropy) / len(y), preds
 
-        fit(net, data, spec, run, name="blockdrop-curriculum", loss_fn=loss_fn, params=policy.parameters(),
-            on_epoch_start=start_epoch)
+        def reward(logits, y):
+            return blockdrop_reward(logits, y, last["sample"], hp["curriculum_penalty"])
+
+        try:
+            fit(net, data, spec, run, name="blockdrop-curriculum", loss_fn=loss_fn, params=policy.parameters(),
+                on_epoch_start=start_epoch, metric=reward, metric_name="reward")
+        finally:
+            policy.forced_on = None
+        if kept:
+            run.log.info("blockdrop-curriculum epoch %d: sampled policies kept %.2f of %d blocks", spec.epochs,
+                         sum(kept) / len(kept), k)
         return {"policy": {k: v.cpu() for k, v in policy.state_dict().items()}}
 
     def train(self, backbone, data, budget, hp, run):
@@ -139,8 +168,8 @@ class BlockDrop(Method):
         everything = torch.ones(k, dtype=torch.bool)
 
         def loss_fn(model, x, y):
-            log_prob, advantage, _, preds = policy_gradient(net, x, y, hp["alpha"], gamma, everything.to(x.device),
-                                                            train_backbone=True)
+            log_prob, advantage, _, preds, _ = policy_gradient(net, x, y, hp["alpha"], gamma, everything.to(x.device),
+                                                               train_backbone=True)
             return -(log_prob.sum(1) * advantage).sum() + F.cross_entropy(preds, y), preds
 
         fit(net, data, TrainSpec.from_dict(hp["finetune"], "blockdrop.finetune"), run, name="blockdrop-finetune",
@@ -150,7 +179,7 @@ class BlockDrop(Method):
 
 def policy_gradient(net, x, y, alpha: float, gamma: float, decided: torch.Tensor, train_backbone: bool):
     """One REINFORCE draw: log-probabilities of a sampled policy, its self-critical advantage over
-    the greedy policy, the bounded probabilities and the sampled policy's logits."""
+    the greedy policy, the bounded probabilities, the sampled policy's logits and the sampled policy."""
     policy = net.policy
     greedy, sample, bounded = draw_policies(policy.probabilities(x), alpha, decided)
     try:
@@ -164,4 +193,4 @@ def policy_gradient(net, x, y, alpha: float, gamma: float, decided: torch.Tensor
         policy.given = None
     advantage = (blockdrop_reward(preds_sample.detach(), y, sample, gamma)
                  - blockdrop_reward(preds_greedy, y, greedy, gamma))
-    return Bernoulli(bounded).log_prob(sample), advantage, bounded, preds_sample
+    return Bernoulli(bounded).log_prob(sample), advantage, bounded, preds_sample, sample

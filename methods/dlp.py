@@ -4,25 +4,27 @@ A small policy network scores every residual block from the image; a budget of B
 each sample's top-B blocks (a hard per-sample cap and a test-time knob: one model, any budget).
 The policy imitates a greedy expert (pairwise ranking hinge loss); then the backbone is fine-tuned
 under the frozen policy's masks at a random budget per batch; optionally search -> imitation ->
-fine-tune repeats (DAgger-like). `dlp_oracle` replaces the policy by the expert run on the test
-set with its labels: an upper bound, reported under its own name.
+fine-tune repeats (DAgger-like). After training, the BN statistics of every budget are re-estimated
+under the frozen policy at that budget [choice]. Derived from DLP's model, under their own names:
+`dlp_oracle` (the expert's greedy order on the test set, with its labels), and three controls of ours:
+`dlp_random` (random blocks), `dlp_pretrained` (the policy on the pretrained backbone) and
+`dlp_shared_bn` (the paper's one shared set of BN statistics).
 """
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunebench.api import Method, UserError, copy_backbone
+from prunebench.api import Method, UserError, blocks_at_least, copy_backbone
 from prunebench.claims import FAILS, HOLDS, PARTLY, Claim, accuracy_at, fmt_acc, points, tally
 from prunebench.backbones import GatedResNet, build_backbone
 from prunebench.data import Dataset, Normalizer, batch_indices
 from prunebench.gates import GatePolicy, content_key, random_scores, top_k_mask
-from prunebench.train import TrainSpec, fit
+from prunebench.train import TrainSpec, fit, recalibrate_bn
 
 
 # ---------------------------------------------------------------- policies
@@ -220,7 +222,9 @@ class BudgetStatistics(nn.Module):
     The network runs under a different block subset at each budget, so one set of running
     statistics cannot fit them all: estimated under random budgets it cost ~10 points at the
     full budget; kept at the full network's, ~13 points at 7 of 9 blocks (Fashion-MNIST/ResNet-20).
-    Fine-tuning updates the slot of the budget it drew; evaluation loads the budget's slot.
+    Fine-tuning updates the slot of the budget it drew; as small budgets are rarely drawn, every slot
+    is then re-estimated under the frozen policy (`recalibrate_per_budget`); evaluation loads the
+    budget's slot. The paper's one shared set is the `dlp_shared_bn` ablation.
     """
 
     def __init__(self, norms: list[nn.BatchNorm2d], num_blocks: int):
@@ -251,6 +255,36 @@ def load_budget_statistics(net: GatedResNet, statistics: BudgetStatistics | None
             statistics.load(net.backbone_norms(), blocks)
 
 
+@torch.no_grad()
+def recalibrate_per_budget(net: GatedResNet, data: Dataset, images: int) -> None:
+    """Every budget's BN statistics re-estimated from `images` training images under the net's frozen
+    policy at that budget (the fine-tuning's slots of rarely drawn budgets are barely adapted)."""
+    k, norms = net.num_blocks, net.backbone_norms()
+    if net.policy.budget_statistics is None:
+        net.policy.budget_statistics = BudgetStatistics(norms, k).to(next(net.parameters()).device)
+    for blocks in range(1, k + 1):
+        net.policy.blocks = blocks
+        recalibrate_bn(net, data, images)
+        net.policy.budget_statistics.store(norms, blocks)
+    net.policy.blocks = k
+    net.policy.budget_statistics.load(norms, k)
+
+
+@torch.no_grad()
+def shared_statistics(net: GatedResNet, data: Dataset, images: int, seed: int) -> None:
+    """One set of BN statistics for every budget (the paper's): re-estimated from `images` training
+    images, each batch at a budget drawn as in fine-tuning (what one running average converges to)."""
+    k = net.num_blocks
+    weights, gen = removal_budget_weights(k), torch.Generator().manual_seed(seed)
+
+    def draw():
+        net.policy.blocks = k - int(torch.multinomial(weights, 1, generator=gen))
+
+    recalibrate_bn(net, data, images, before_batch=draw)
+    net.policy.blocks = k
+    net.policy.budget_statistics = None
+
+
 # ---------------------------------------------------------------- the method
 
 
@@ -259,7 +293,7 @@ def _dense_at_70_percent(rows):
     dlp, dense = points(rows, "dlp"), points(rows, "dense")
     if dlp.empty or dense.empty:
         return None
-    k = math.ceil(0.7 * dlp["num_blocks"].iloc[0] - 1e-9)  # at least 70 % of the blocks
+    k = blocks_at_least(0.7, int(dlp["num_blocks"].iloc[0]))  # as the config's "70%"
     at = dlp[dlp["eval_budget"] == k]
     if at.empty:
         return None
@@ -269,10 +303,10 @@ def _dense_at_70_percent(rows):
                                                f"({gap * 100:+.2f} pt)")
 
 
-def _beats_at_every_budget(rows, other: str):
-    """DLP is more accurate than `other` at every block budget both ran that drops a block (with every
+def _beats_at_every_budget(rows, other: str, ours: str = "dlp"):
+    """`ours` is more accurate than `other` at every block budget both ran that drops a block (with every
     block kept there is no choice to compare)."""
-    dlp, rnd = points(rows, "dlp"), points(rows, other)
+    dlp, rnd = points(rows, ours), points(rows, other)
     both = dlp.merge(rnd, on="eval_budget", suffixes=("", "_other"))
     both = both[both["eval_budget"] < both["num_blocks"]]
     if both.empty:
@@ -287,7 +321,7 @@ def _beats_blockdrop_at_20_of_54(rows):
     dlp, bd = points(rows, "dlp"), points(rows, "blockdrop")
     if dlp.empty or bd.empty:
         return None
-    at = dlp[dlp["eval_budget"] == round(20 / 54 * dlp["num_blocks"].iloc[0])]
+    at = dlp[dlp["eval_budget"] == blocks_at_least(20 / 54, int(dlp["num_blocks"].iloc[0]))]  # the config's "20/54"
     if at.empty:
         return None
     acc, frac = float(at["accuracy"].iloc[0]), float(at["macs_frac"].iloc[0])
@@ -307,6 +341,9 @@ class DLP(Method):
               Claim("policy-beats-random-blocks", "the policy, not only the fine-tuning: more accurate than random "
                     "blocks on the same fine-tuned backbone (dlp_random) at every budget", "DLP vs random layer pruning",
                     check=lambda rows: _beats_at_every_budget(rows, "dlp_random")),
+              Claim("policy-beats-random-pretrained", "the policy on the pretrained backbone (dlp_pretrained) is more "
+                    "accurate than random blocks on it (random_drop) at every budget", "DLP vs random layer pruning",
+                    check=lambda rows: _beats_at_every_budget(rows, "random_drop", "dlp_pretrained")),
               Claim("beats-blockdrop", "at 20/54 of the blocks more accurate than BlockDrop", "DLP, ResNet-110 CIFAR-10",
                     check=_beats_blockdrop_at_20_of_54))
     test_time_knob = True
@@ -320,6 +357,7 @@ class DLP(Method):
                       "schedule": "cosine", "augment_pad": 0, "augment_flip": False, "compile": "off"},
         "finetune": {"epochs": 2, "lr": 0.01, "schedule": "cosine"},
         "rounds": 1,                  # search -> imitation -> fine-tune repetitions
+        "recalibrate_images": 4096,   # per budget, after training: BN statistics re-estimated (0: the fine-tuning's)
     }
     quick_hp = {"expert_images": 64, "imitation": {"epochs": 2, "batch_size": 32},
                 "finetune": {"epochs": 1, "batch_size": 64}}
@@ -371,6 +409,8 @@ class DLP(Method):
             for p in policy.parameters():
                 p.requires_grad_(False)
             self._finetune(net, data, hp, run, round_)
+        if hp["recalibrate_images"] > 0:
+            recalibrate_per_budget(net, data, hp["recalibrate_images"])
         policy.blocks = k
         return net.eval()
 
@@ -418,7 +458,8 @@ class DLP(Method):
 class DLPOracle(DLP):
     """DLP's trained backbone under the expert's greedy order computed on the test set with its labels
     (not an upper bound: greedy removal is not optimal and its curve need not be monotone). Derived: it
-    runs `dlp`'s trained model (the workflow trains DLP once), only the expert's ranks are computed here."""
+    runs `dlp`'s trained model (the workflow trains DLP once), only the expert's ranks are computed here.
+    Its BN statistics are DLP's per budget (the oracle knows no training images to re-estimate them on)."""
 
     name = "dlp_oracle"
     derived_from = "dlp"
@@ -457,4 +498,46 @@ class DLPRandom(DLP):
         statistics = net.policy.budget_statistics
         net.policy = RandomRankPolicy(net.num_blocks, run.seed if run is not None else 0)
         net.policy.budget_statistics = statistics
+        if hp["recalibrate_images"] > 0:  # as DLP's: each budget's statistics under this policy's blocks
+            recalibrate_per_budget(net, data, hp["recalibrate_images"])
+        return net.eval()
+
+
+class DLPPretrained(DLP):
+    """Ours, a control: DLP's trained policy on the pretrained backbone (no fine-tuning, its BN statistics
+    as pretrained, as random_drop's), so that the fine-tuning's share of DLP's accuracy is visible:
+    dlp - dlp_pretrained is what fine-tuning adds; dlp_pretrained - random_drop is the policy alone."""
+
+    name = "dlp_pretrained"
+    derived_from = "dlp"
+    ours = True
+
+    def train(self, backbone, data, budget, hp, run):
+        return self._with_policy(backbone, super().train(backbone, data, budget, hp, run), run)
+
+    def derive(self, net, data, hp, run):
+        return self._with_policy(run.pretrained_model(), net, run)
+
+    @staticmethod
+    def _with_policy(backbone, trained, run):
+        net = copy_backbone(backbone, run.device)
+        net.policy = trained.policy.to(run.device)
+        net.policy.budget_statistics = None
+        return net.eval()
+
+
+class DLPSharedBN(DLP):
+    """Ours, an ablation: DLP's model with the paper's one shared set of BN statistics (re-estimated
+    under budgets drawn as in fine-tuning) in place of one set per budget, so that the table shows
+    what per-budget statistics are worth."""
+
+    name = "dlp_shared_bn"
+    derived_from = "dlp"
+    ours = True
+
+    def train(self, backbone, data, budget, hp, run):
+        return self.derive(super().train(backbone, data, budget, hp, run), data, hp, run)
+
+    def derive(self, net, data, hp, run):
+        shared_statistics(net, data, hp["recalibrate_images"] or self.hyperparameters["recalibrate_images"], run.seed)
         return net.eval()

@@ -1,8 +1,11 @@
 """FBS: Feature Boosting and Suppression (Gao et al., ICLR 2019, arXiv 1810.05331; METHODS.md "FBS").
 
-Each gated conv predicts a saliency per output channel from its own pooled input, keeps exactly
-ceil(d*C) channels per sample (the winners) and scales them by their saliency; the gate takes the
-place of BN's affine scale. Trained from the dense model by stepping the density d down.
+Each gated conv predicts a saliency per output channel from its own pooled input, keeps the
+ceil(d*C) channels per sample with the highest saliency (the winners; one with zero saliency is not
+active) and scales them by their saliency; the gate takes the place of BN's affine scale. Trained from
+the dense model by stepping the density d down. Settings of the official code (github.com/deep-fry/mayo):
+gate FCs initialised truncated-normal (std 0.05), weight decay on convolutions only, the L1 term summed
+over the batch, an optional warm-up of the gates with the backbone frozen.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ def winners(density: float, channels: int) -> int:
 class FBSPolicy(GatePolicy):
     """Per gated conv: g = act(FC(avgpool(input))), winners = top-k of g, gate = (mask*g, mask*beta)."""
 
-    def __init__(self, net: GatedResNet, units: list[str], density: float, beta_init: float):
+    def __init__(self, net: GatedResNet, units: list[str], density: float, beta_init: float,
+                 init_std: float = 0.05):
         super().__init__()
         self.gated_units = frozenset(units)
         self.density = density
@@ -38,6 +42,8 @@ class FBSPolicy(GatePolicy):
         for unit in units:
             conv_unit = net.unit(unit)
             fc = nn.Linear(conv_unit.conv.in_channels, conv_unit.out_channels)
+            if init_std > 0:  # the official code's truncated normal (at 2 std); 0: torch's default
+                nn.init.trunc_normal_(fc.weight, std=init_std, a=-2 * init_std, b=2 * init_std)
             nn.init.ones_(fc.bias)  # every channel starts equally boosted (sec. 3.2)
             self.saliency[module_key(unit)] = fc
             self.beta[module_key(unit)] = nn.Parameter(torch.full((conv_unit.out_channels,), beta_init))
@@ -52,9 +58,11 @@ class FBSPolicy(GatePolicy):
         g = self.saliency[key](pooled)
         if self.activation[unit]:
             g = F.relu(g)
-        mask = top_k_mask(g, winners(self.density, g.shape[1]))  # not differentiated: gradients reach the winners' g
+        # not differentiated: gradients reach the winners' g; a winner with zero saliency (a ReLU'd g)
+        # is not active (the official code's strict g > threshold): it computes nothing and gets no beta
+        mask = top_k_mask(g, winners(self.density, g.shape[1])) & (g.detach() != 0)
         scale = g * mask
-        self.l1 = self.l1 + scale.abs().sum()
+        self.l1 = self.l1 + scale.abs().sum()  # summed over the batch and the channels
         return ChannelGate(scale, self.beta[key] * mask, mask)
 
 
@@ -91,7 +99,7 @@ class FBS(Method):
     knob = "density"
     test_time_knob = False
     # The d = 1 stage does not depend on the target density: made once per backbone (prepare).
-    artifacts = {"full_density": ("gate_stem", "beta_init", "l1", "full_density")}
+    artifacts = {"full_density": ("gate_stem", "beta_init", "l1", "init_std", "warmup", "full_density")}
     hyperparameters = {
         "full_density": {"epochs": 2, "lr": 0.01, "schedule": "cosine"},  # fine-tuning at d = 1 first
         "steps": [0.75, 0.5, 0.25],   # densities fine-tuned on the way down to the target
@@ -100,6 +108,9 @@ class FBS(Method):
         "l1": 1e-8,                   # lambda of the L1 penalty on the active saliencies
         "beta_init": 0.1,
         "gate_stem": True,
+        "init_std": 0.05,             # gate FC weights: truncated normal (official); 0: torch's default init
+        # optional first stage at d = 1: the gates alone trained, the backbone frozen (sec. 4)
+        "warmup": {"epochs": 0, "lr": 0.01, "schedule": "cosine"},
     }
     quick_hp = {"full_density": {"epochs": 1, "batch_size": 64}, "step": {"epochs": 1, "batch_size": 64},
                 "finetune": {"epochs": 1, "batch_size": 64}}
@@ -112,21 +123,30 @@ class FBS(Method):
         units = gated_units(net, hp["gate_stem"])
         for unit in units:
             remove_norm_affine(net, unit)
-        net.policy = FBSPolicy(net, units, 1.0, hp["beta_init"]).to(run.device)
+        net.policy = FBSPolicy(net, units, 1.0, hp["beta_init"], hp["init_std"]).to(run.device)
         return net
 
-    def _fit(self, net, data, spec, run, name, l1):
+    def _fit(self, net, data, spec, run, name, l1, backbone_frozen=False):
         def loss_fn(model, x, y):
             logits = model(x)
-            return F.cross_entropy(logits, y) + l1 * net.policy.l1 / len(y), logits
+            return F.cross_entropy(logits, y) + l1 * net.policy.l1, logits  # L1 summed over the batch
 
-        fit(net, data, spec, run, name=name, loss_fn=loss_fn)
+        # weight decay on the convolutions only (official code): none on gates, betas, BN or the classifier
+        convs = [m.weight for m in net.modules() if isinstance(m, nn.Conv2d)] if not backbone_frozen else []
+        convs_ids = {id(p) for p in convs}
+        trained = net.policy.parameters() if backbone_frozen else net.parameters()
+        others = [p for p in trained if id(p) not in convs_ids]
+        fit(net, data, spec, run, name=name, loss_fn=loss_fn,
+            params=[{"params": convs}, {"params": others, "weight_decay": 0.0}])
 
     def prepare(self, artifact, backbone, data, hp, run):
         """The gated network fine-tuned at d = 1 (every channel kept, scaled by its saliency)."""
         if artifact != "full_density":
             raise UserError(f"fbs has no artifact {artifact!r}")
         net = self._gated(backbone, hp, run)
+        warmup = TrainSpec.from_dict(hp["warmup"], "fbs.warmup")
+        if warmup.epochs:
+            self._fit(net, data, warmup, run, "fbs-warmup", hp["l1"], backbone_frozen=True)
         self._fit(net, data, TrainSpec.from_dict(hp["full_density"], "fbs.full_density"), run, "fbs-d1", hp["l1"])
         return {"state": {k: v.cpu() for k, v in net.state_dict().items()}}
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import math
+import re
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -72,7 +74,15 @@ class Method:
     # --- validation shared by every method
 
     def check_budget(self, backbone: GatedResNet, budget) -> float:
+        """The budget as a number in the knob's range; a block budget may be a fraction of the backbone's
+        blocks, "70%" or "20/54", resolved here to at least that share (so one config fits every depth)."""
         low, high = self.budget_range(backbone)
+        fraction = block_fraction(budget)
+        if fraction is not None:
+            if self.knob != "blocks":
+                raise UserError(f"{self.name}: budget {budget!r} is a fraction of blocks, but its knob is "
+                                f"'{self.knob}': give a number in [{low:g}, {high:g}]")
+            budget = blocks_at_least(fraction, backbone.num_blocks)
         try:
             value = float(budget)
         except (TypeError, ValueError):
@@ -103,6 +113,24 @@ class Method:
                 raise UserError(f"{self.name}: hyperparameter {key}={value!r} should be like {default!r}")
             out[key] = {**default, **value} if isinstance(default, dict) and isinstance(value, dict) else value
         return out
+
+
+_FRACTION = re.compile(r"^\s*(?:(\d+(?:\.\d*)?)\s*%|(\d+)\s*/\s*(\d+))\s*$")
+
+
+def block_fraction(budget) -> float | None:
+    """The share of blocks a budget string names ("70%" -> 0.7, "20/54" -> 0.37...); None for a number."""
+    m = _FRACTION.match(budget) if isinstance(budget, str) else None
+    if m is None:
+        return None
+    if m.group(1) is not None:
+        return float(m.group(1)) / 100
+    return int(m.group(2)) / max(int(m.group(3)), 1)
+
+
+def blocks_at_least(fraction: float, num_blocks: int) -> int:
+    """The fewest whole blocks that are at least `fraction` of `num_blocks` (70 % of 54 -> 38)."""
+    return math.ceil(fraction * num_blocks - 1e-9)
 
 
 def registered_methods() -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""CIFAR-style ResNets with gate points: basic-block ResNet-(6n+2) and pre-activation ResNet-(9n+2).
+"""CIFAR-style ResNets with gate points: basic-block ResNet-(6n+2), pre-activation ResNet-(9n+2), and
+the CIFAR ResNet-18 (four stages of two basic blocks, 3x3 stride-1 stem, no max-pool).
 
 Conv units are named 'stem', 'blocks.<i>.conv<k>', 'blocks.<i>.shortcut' and the classifier 'fc':
 those names key the gates, the trace and the accountant's cost table.
@@ -292,22 +293,22 @@ class GatedResNet(nn.Module):
     pruned: bool = False  # physically smaller than `spec` (channels sliced, branches bridged or removed)
 
     def __init__(self, depth: int, num_classes: int = 10, in_channels: int = 3, *,
-                 block: str = "basic", shortcut: str = "pad", width: int = 16):
+                 block: str = "basic", shortcut: str = "pad", width: int = 16, stages: int = 3):
         super().__init__()
         if shortcut not in SHORTCUTS:
             raise ValueError(f"shortcut must be one of {SHORTCUTS}, not {shortcut!r}")
         self.spec = dict(depth=depth, num_classes=num_classes, in_channels=in_channels,
-                         block=block, shortcut=shortcut, width=width)
-        widths = [width, 2 * width, 4 * width]
+                         block=block, shortcut=shortcut, width=width, stages=stages)
+        widths = [width * 2 ** s for s in range(stages)]  # doubling at each stage, which halves the map
         if block == "basic":
-            if (depth - 2) % 6:
-                raise ValueError(f"a basic-block CIFAR ResNet has depth 6n+2, not {depth}")
-            per_stage, expansion = (depth - 2) // 6, 1
+            if (depth - 2) % (2 * stages):
+                raise ValueError(f"a basic-block ResNet with {stages} stages has depth {2 * stages}n+2, not {depth}")
+            per_stage, expansion = (depth - 2) // (2 * stages), 1
             self.stem = ConvUnit(_conv(in_channels, width, 3), nn.BatchNorm2d(width), relu=True)
         elif block == "bottleneck":
-            if (depth - 2) % 9:
-                raise ValueError(f"a bottleneck CIFAR ResNet has depth 9n+2, not {depth}")
-            per_stage, expansion = (depth - 2) // 9, 4
+            if (depth - 2) % (3 * stages):
+                raise ValueError(f"a bottleneck ResNet with {stages} stages has depth {3 * stages}n+2, not {depth}")
+            per_stage, expansion = (depth - 2) // (3 * stages), 4
             self.stem = ConvUnit(_conv(in_channels, width, 3), None, relu=False)
         else:
             raise ValueError(f"block must be 'basic' or 'bottleneck', not {block!r}")
@@ -434,10 +435,12 @@ BACKBONE_PATTERN = re.compile(r"^(resnet|preresnet)(\d+)$")
 
 def build_backbone(name: str, num_classes: int, in_channels: int, *, shortcut: str = "pad",
                    width: int = 16) -> GatedResNet:
-    """'resnet<6n+2>' (basic blocks, e.g. resnet20/56/110) or 'preresnet<9n+2>' (e.g. preresnet164)."""
+    """'resnet<6n+2>' (basic blocks, e.g. resnet20/56/110), 'preresnet<9n+2>' (e.g. preresnet164), or
+    'resnet18' (four stages of two basic blocks: LC-Net's and SANP's, with width 64 and conv shortcuts)."""
     m = BACKBONE_PATTERN.match(name)
-    if not m:
-        raise ValueError(f"unknown backbone {name!r}; use resnet<6n+2> (resnet20, resnet56, resnet110) "
-                         f"or preresnet<9n+2> (preresnet164)")
+    if not m or (name != "resnet18" and (int(m.group(2)) - 2) % (6 if m.group(1) == "resnet" else 9)):
+        raise ValueError(f"unknown backbone {name!r}; use resnet<6n+2> (resnet20, resnet56, resnet110), "
+                         f"preresnet<9n+2> (preresnet164) or resnet18")
     block = "basic" if m.group(1) == "resnet" else "bottleneck"
-    return GatedResNet(int(m.group(2)), num_classes, in_channels, block=block, shortcut=shortcut, width=width)
+    return GatedResNet(int(m.group(2)), num_classes, in_channels, block=block, shortcut=shortcut, width=width,
+                       stages=4 if name == "resnet18" else 3)

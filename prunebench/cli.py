@@ -138,6 +138,9 @@ def cmd_derive(args):
         raise UserError(f"{args.trained_model} holds a {meta.get('method') or meta.get('kind')} model; "
                         f"{method.name} is derived from {method.derived_from}'s")
     run = _run_context(args, Path(args.out), method=method.name, derived_from=args.trained_model)
+    if args.backbone_model:
+        load_model(args.backbone_model)  # a missing or unreadable file is one clear error here
+        run.backbone = Path(args.backbone_model)
     set_seed(args.seed)
     net = method.derive(net, _dataset(cfg), _method_hp(cfg, method), run)
     save_torch({"model": net, "meta": {**meta, "method": method.name, "derived_from": args.trained_model,
@@ -301,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("derive", cmd_derive, "a derived method's model from its parent's trained model (e.g. lcnet_seq)")
     p.add_argument("--method", required=True)
     p.add_argument("--trained-model", required=True, help="model file the parent method's train wrote")
+    p.add_argument("--backbone-model", help="the pretrained backbone (a control that runs it, e.g. dlp_pretrained)")
     p.add_argument("--out", required=True)
     p = verb("prepare", cmd_prepare, "a method's per-backbone precomputation (e.g. DLP's expert ranks)")
     p.add_argument("--method", required=True)

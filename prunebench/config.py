@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .api import UserError, get_method, registered_methods
+from .api import UserError, block_fraction, get_method, registered_methods
 from .backbones import build_backbone
 from .data import DATASET_NAMES
 from .train import TrainSpec
@@ -67,10 +68,15 @@ def validate(raw: dict) -> dict:
     names = cfg["backbone"]["names"]
     if not isinstance(names, list) or not names:
         raise UserError("config key 'backbone.names' must be a non-empty list, e.g. [resnet20]")
+    for key in ("shortcut", "width"):  # one value for all backbones, or one per backbone name
+        value = cfg["backbone"][key]
+        if isinstance(value, dict) and set(value) != set(names):
+            raise UserError(f"config key 'backbone.{key}' maps backbone names to values: give one for each of "
+                            f"{', '.join(names)} (it has {', '.join(map(str, value)) or 'none'}), or one value for all")
     try:
-        backbones = [build_backbone(n, 2, 1, shortcut=cfg["backbone"]["shortcut"], width=cfg["backbone"]["width"])
+        backbones = [build_backbone(n, 2, 1, shortcut=_option(cfg, "shortcut", n), width=_option(cfg, "width", n))
                      for n in names]
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         raise UserError(f"config key 'backbone': {err}") from None
     seeds = cfg["seeds"]
     if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) and x >= 0 for x in seeds):
@@ -100,8 +106,10 @@ def validate(raw: dict) -> dict:
             budgets = entry.get(key) or []
             if not isinstance(budgets, list):
                 raise UserError(f"config key 'methods.{name}.{key}' must be a list")
-            # valid on every backbone it runs on; the values are the same on each
-            entry[key] = [[checker.check_budget(backbone, b) for b in budgets] for backbone in own][0]
+            # valid on every backbone it runs on; a number means the same on each, a fraction of blocks
+            # ("70%") is kept as written and resolved per backbone (method_budgets)
+            checked = [[checker.check_budget(backbone, b) for b in budgets] for backbone in own][0]
+            entry[key] = [b if block_fraction(b) is not None else c for b, c in zip(budgets, checked)]
         if entry["eval_budgets"] and not method.test_time_knob:
             raise UserError(f"config key 'methods.{name}.eval_budgets': {name}'s knob is set at train time; "
                             f"list its budgets under train_budgets")
@@ -141,7 +149,29 @@ def backbone_spec(cfg: dict, name: str | None = None) -> dict:
         name = names[0]
     if name not in names:
         raise UserError(f"backbone {name!r} is not in the config's backbone.names ({', '.join(names)})")
-    return {"name": name, "shortcut": cfg["backbone"]["shortcut"], "width": cfg["backbone"]["width"]}
+    return {"name": name, "shortcut": _option(cfg, "shortcut", name), "width": _option(cfg, "width", name)}
+
+
+def _option(cfg: dict, key: str, name: str):
+    """backbone.<key> for backbone `name`: the one value, or its entry in a per-backbone mapping."""
+    value = cfg["backbone"][key]
+    return value[name] if isinstance(value, dict) else value
+
+
+def method_budgets(cfg: dict, method: str, backbone: str) -> tuple[list, list]:
+    """A method's (train budgets, eval budgets) on one backbone: fractions of blocks resolved to blocks
+    there, duplicates dropped; no eval budgets means each model at its train budget."""
+    trainer = get_method(get_method(method).derived_from or method)
+    net = _built(backbone, _option(cfg, "shortcut", backbone), _option(cfg, "width", backbone))
+    entry = cfg["methods"][method]
+    train = list(dict.fromkeys(trainer.check_budget(net, b) for b in entry["train_budgets"]))
+    evals = list(dict.fromkeys(get_method(method).check_budget(net, b) for b in entry["eval_budgets"] or []))
+    return train, evals
+
+
+@functools.lru_cache(maxsize=None)
+def _built(name: str, shortcut: str, width: int):
+    return build_backbone(name, 2, 1, shortcut=shortcut, width=width)
 
 
 def config_hash(cfg: dict) -> str:

@@ -24,12 +24,19 @@ class RunContext:
     artifacts: dict = field(default_factory=dict)  # name -> path of a precomputed artifact
     identity: str = ""  # what the job computes (method, budget, hp): checkpoints of another are not resumed
     start: Path | None = None  # a chained method's start: its model at the next larger budget
+    backbone: Path | None = None  # the pretrained backbone's model file (a derived control may run it)
 
     def start_model(self) -> GatedResNet | None:
         """The trained model a chained method continues from (None: start from the backbone)."""
         if self.start is None:
             return None
         return torch.load(self.start, map_location="cpu", weights_only=False)["model"]
+
+    def pretrained_model(self) -> GatedResNet:
+        """The dense pretrained backbone the parent method started from (derived methods' controls)."""
+        if self.backbone is None:
+            raise ValueError("this step needs the pretrained backbone: pass --backbone-model")
+        return torch.load(self.backbone, map_location="cpu", weights_only=False)["model"]
 
     def artifact(self, name: str, compute):
         """A method's per-backbone precomputation: loaded from the workflow's output if given,

@@ -23,7 +23,7 @@ from .data import Dataset, Normalizer, augment, batch_indices
 from .io import save_torch
 
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
 
 
 @dataclass
@@ -124,6 +124,8 @@ def make_optimizer(params, spec: TrainSpec) -> torch.optim.Optimizer:
         raise UserError("nothing to train: no parameter requires a gradient")
     if spec.optimizer == "adam":
         return torch.optim.Adam(groups, lr=spec.lr, weight_decay=spec.weight_decay)
+    if spec.optimizer == "rmsprop":  # FBS's official optimizer; torch's smoothing constant [choice]
+        return torch.optim.RMSprop(groups, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
     return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov and spec.momentum > 0,
                            weight_decay=spec.weight_decay)
 
@@ -245,9 +247,11 @@ def accuracy(net: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, normalize: 
 
 
 @torch.no_grad()
-def recalibrate_bn(net: GatedResNet, data: Dataset, images: int, batch_size: int = 256) -> None:
+def recalibrate_bn(net: GatedResNet, data: Dataset, images: int, batch_size: int = 256,
+                   before_batch: Callable[[], None] | None = None) -> None:
     """Re-estimate the backbone's BN running statistics on `images` training images (no augmentation)
-    with everything else in eval mode, so the statistics match the gates applied at inference."""
+    with everything else in eval mode, so the statistics match the gates applied at inference;
+    `before_batch()` may change the gating between batches (e.g. draw a budget)."""
     norms = net.backbone_norms()
     device = next(net.parameters()).device
     normalize = Normalizer(data.mean, data.std, device)
@@ -259,6 +263,8 @@ def recalibrate_bn(net: GatedResNet, data: Dataset, images: int, batch_size: int
         m.train()
     try:
         for idx in batch_indices(min(images, len(data.train_x)), batch_size, shuffle=False):
+            if before_batch is not None:
+                before_batch()
             net(normalize(data.train_x[idx]))
     finally:
         for m, momentum in zip(norms, saved):

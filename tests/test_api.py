@@ -78,3 +78,39 @@ def test_shipped_configs_are_valid(name):
     # LC-Net from scratch (the paper's 270-epoch schedule) runs in the smoke and paper configs only
     omitted = {"lcnet_scratch", "lcnet_scratch_seq"} if name == "config.yaml" else set()
     assert set(cfg["methods"]) == set(registered_methods()) - omitted
+
+
+def test_block_budgets_may_be_shares_of_the_blocks_resolved_per_backbone():
+    from prunebench.config import method_budgets
+
+    dlp = get_method("dlp")
+    r110, r20 = build_backbone("resnet110", 10, 3), build_backbone("resnet20", 10, 3)
+    assert [dlp.check_budget(r110, b) for b in ("70%", "20/54", "10%", "100%")] == [38, 20, 6, 54]
+    assert [dlp.check_budget(r20, b) for b in ("70%", "20/54", "10%", "100%")] == [7, 4, 1, 9]
+    with pytest.raises(UserError, match="a fraction of blocks, but its knob is 'width'"):
+        get_method("uniform_width").check_budget(r20, "50%")
+    with pytest.raises(UserError, match="out of range"):
+        dlp.check_budget(r20, "150%")
+    cfg = validate({"backbone": {"names": ["resnet20", "resnet56"]},
+                    "methods": {"dlp": {"train_budgets": ["100%"], "eval_budgets": [3, "70%", "7/9"]}}})
+    assert cfg["methods"]["dlp"]["eval_budgets"] == [3, "70%", "7/9"]  # kept as written, resolved per backbone
+    assert method_budgets(cfg, "dlp", "resnet20") == ([9], [3, 7])  # 70 % and 7/9 of 9 blocks are both 7
+    assert method_budgets(cfg, "dlp", "resnet56") == ([27], [3, 19, 21])
+
+
+def test_backbone_options_per_backbone_and_resnet18():
+    from prunebench.config import backbone_spec
+
+    cfg = validate({"backbone": {"names": ["resnet20", "resnet18"], "shortcut": {"resnet20": "pad", "resnet18": "conv"},
+                                 "width": {"resnet20": 16, "resnet18": 64}}})
+    assert backbone_spec(cfg, "resnet18") == {"name": "resnet18", "shortcut": "conv", "width": 64}
+    assert backbone_spec(cfg, "resnet20")["shortcut"] == "pad"
+    with pytest.raises(UserError, match="backbone.width' maps backbone names.*resnet18"):
+        validate({"backbone": {"names": ["resnet20", "resnet18"], "width": {"resnet20": 16}}})
+    net = build_backbone("resnet18", 10, 3, shortcut="conv", width=64)
+    assert net.num_blocks == 8 and [b.out_channels for b in net.blocks[::2]] == [64, 128, 256, 512]
+    from prunebench.flops import Accountant
+
+    assert Accountant(net, (3, 32, 32)).dense_macs == pytest.approx(555.42e6, rel=1e-4)  # METHODS.md: ~555M
+    with pytest.raises(ValueError, match="unknown backbone 'resnet22'"):
+        build_backbone("resnet22", 10, 3)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from prunebench.api import RunContext, copy_backbone, get_method
+from prunebench.train import set_seed
 from prunebench.methods.blockdrop import (BlockDropPolicy, blockdrop_reward, curriculum_decided,
                                           draw_policies)
 
@@ -29,6 +30,21 @@ def test_curriculum_decides_the_last_blocks_first_and_forces_the_rest_on():
     assert torch.allclose(bounded, torch.full_like(probs, 0.8 * 0.1 + 0.2 * 0.9))  # s' = a*s + (1-a)(1-s)
 
 
+def test_blocks_the_curriculum_has_not_handed_over_stay_on_in_validation(tiny, caplog):
+    backbone, data = tiny
+    policy = BlockDropPolicy(backbone.num_blocks, data.in_channels, 8).eval()
+    torch.nn.init.zeros_(policy.net.fc.weight)
+    torch.nn.init.constant_(policy.net.fc.bias, -5.0)  # s ~ 0: the policy would drop every block
+    policy.forced_on = ~curriculum_decided(backbone.num_blocks, 0)
+    with torch.no_grad():
+        policy.begin(torch.randn(4, data.in_channels, *data.image_size))
+    assert policy.keep.tolist() == [[1.0, 1.0, 0.0]] * 4
+    method = get_method("blockdrop")
+    with caplog.at_level("INFO", logger="prunebench"):  # the log names what the stage optimises
+        method.prepare("curriculum_policy", backbone, data, method.resolve_hp(method.quick_hp), RunContext())
+    assert "reward" in caplog.text and "kept" in caplog.text and "decides the last 1 of 3" in caplog.text
+
+
 def test_curriculum_needs_an_epoch_per_block(tiny):
     backbone, data = tiny
     method = get_method("blockdrop")
@@ -47,6 +63,7 @@ def test_larger_gamma_keeps_more_blocks(tiny, seed):
     for gamma in (0.0, 10.0):
         hp = method.resolve_hp({"policy_width": 4, "curriculum_penalty": gamma,
                                 "curriculum": {"epochs": 15, "batch_size": 64}})
+        set_seed(seed)  # the policy's initial weights too (the CLI seeds before every step)
         trained = method.prepare("curriculum_policy", backbone, data, hp, RunContext(seed=seed))
         net = copy_backbone(backbone)
         net.policy = BlockDropPolicy(net.num_blocks, data.in_channels, 4)

@@ -27,12 +27,25 @@ def test_exactly_k_winners_per_sample(tiny):
             assert (trace.gated_active[unit] == k).all(), (unit, density)
 
 
+def test_a_winner_with_zero_saliency_is_not_active(tiny):
+    net, _ = _fbs(tiny[0], 1.0)
+    unit = "blocks.1.conv1"
+    fc = net.policy.saliency[unit.replace(".", "_")]
+    with torch.no_grad():
+        fc.bias[:3] = -5.0  # g = relu(-5 + small) = 0 on the first three channels, all winners at d = 1
+    net.policy.begin(torch.zeros(1))
+    gate = net.policy.channel_gate(unit, 0.01 * torch.randn(4, fc.in_features))
+    assert not gate.active[:, :3].any() and gate.active[:, 3:].all()
+    assert (gate.shift[:, :3] == 0).all()  # no beta on an inactive channel: it computes nothing
+
+
 def test_gate_initialisation_and_no_double_scaling(tiny):
     net, units = _fbs(tiny[0], 0.5)
     assert units[0] == "stem" and "blocks.0.conv2" in units
     for unit in units:
         fc = net.policy.saliency[unit.replace(".", "_")]
         assert torch.equal(fc.bias, torch.ones_like(fc.bias))  # all channels start boosted equally
+        assert fc.weight.abs().max() <= 0.1 and 0.02 < fc.weight.std() < 0.06  # truncated normal, std 0.05
         assert torch.allclose(net.policy.beta[unit.replace(".", "_")], torch.tensor(0.1))
         norm = net.unit(unit).norm
         assert norm.weight is None and norm.bias is None  # the gate is BN's scale: no gamma besides

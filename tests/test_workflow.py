@@ -15,13 +15,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.workflow
 
 
-def snakemake(workdir, *args, config=None, check=True):
+def snakemake(workdir, *args, config=None, check=True, timeout=600):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     cmd = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config or workdir / "smoke.yaml"), *args]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result

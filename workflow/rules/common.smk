@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate as schema_validate
 
 from prunebench.api import UserError, get_method
-from prunebench.config import config_hash, validate as validate_config
+from prunebench.config import config_hash, method_budgets, validate as validate_config
 from prunebench.io import atomic_path
 from prunebench.tables import budget_str
 
@@ -60,7 +60,7 @@ CHAINED = {name for name in CFG["methods"] if get_method(name).chained}
 
 def chain_start(w):
     """The model a chained method's budget continues from: its own at the next larger train budget (None: the first)."""
-    larger = [b for b in CFG["methods"][w.method]["train_budgets"] if float(b) > float(w.train_budget)]
+    larger = [b for b in method_budgets(CFG, w.method, w.backbone)[0] if float(b) > float(w.train_budget)]
     if w.method not in CHAINED or not larger:
         return None
     return RUN.format(dataset=w.dataset, backbone=w.backbone, seed=w.seed, method=w.method,
@@ -69,18 +69,18 @@ def chain_start(w):
 
 def train_inputs(w):
     """A trained method's inputs: the pretrained backbone, its artifacts and a chained method's start model;
-    a derived one's: its parent's model."""
+    a derived one's: its parent's model (and the backbone, which a control may run)."""
+    backbone = f"{RESULTS}/{w.dataset}/{w.backbone}/seed{w.seed}/pretrain/model.pt"
     if w.method in DERIVED:
         return {"trained": RUN.format(dataset=w.dataset, backbone=w.backbone, seed=w.seed, method=DERIVED[w.method],
-                                      train_budget=w.train_budget) + "/model.pt"}
+                                      train_budget=w.train_budget) + "/model.pt", "backbone": backbone}
     start = chain_start(w)
-    return {**artifact_paths(w), "backbone": f"{RESULTS}/{w.dataset}/{w.backbone}/seed{w.seed}/pretrain/model.pt",
-            **({"start": start} if start else {})}
+    return {**artifact_paths(w), "backbone": backbone, **({"start": start} if start else {})}
 
 
 def train_command(w, input):
     if w.method in DERIVED:
-        return f"derive --trained-model {input.trained}"
+        return f"derive --trained-model {input.trained} --backbone-model {input.backbone}"
     artifacts = " ".join(f"--artifact {name}={path}" for name, path in artifact_paths(w).items())
     start = f" --start {input.start}" if chain_start(w) else ""
     return f"train --budget {w.train_budget} --backbone-model {input.backbone} {artifacts}{start}"
@@ -98,16 +98,17 @@ def runs():
             for method, entry in CFG["methods"].items():
                 if backbone not in entry["backbones"]:
                     continue
-                for train_budget in entry["train_budgets"]:
-                    for eval_budget in entry["eval_budgets"] or [train_budget]:
+                train_budgets, evals = method_budgets(CFG, method, backbone)
+                for train_budget in train_budgets:
+                    for eval_budget in evals or [train_budget]:
                         yield dict(dataset=DATASET, backbone=backbone, seed=seed, method=method,
                                    train_budget=budget_str(train_budget), eval_budget=budget_str(eval_budget))
 
 
 def eval_budgets(w):
     """A trained model's evaluation budgets (its train budget unless the knob is test-time), as in result paths."""
-    entry = CFG["methods"][w.method]
-    return " ".join(budget_str(b) for b in entry["eval_budgets"] or [w.train_budget])
+    evals = method_budgets(CFG, w.method, w.backbone)[1]
+    return " ".join(budget_str(b) for b in evals or [w.train_budget])
 
 
 RUN = RESULTS + "/{dataset}/{backbone}/seed{seed}/{method}/{train_budget}"
