@@ -35,4 +35,5 @@ rule all:
         f"{RESULTS}/tables/summary.csv",
         f"{RESULTS}/tables/pareto.csv",
         f"{RESULTS}/tables/claims.csv",
+        f"{RESULTS}/tables/cost.csv",
         FIGURES,

@@ -256,6 +256,22 @@ def cmd_gather(args):
     print(f"{len(table)} rows -> {args.out_dir}")
 
 
+def cmd_cost(args):
+    from .cost import cost_table
+    from .io import atomic_path
+
+    try:
+        table = cost_table(args.entries)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    out = Path(args.out_dir)
+    with atomic_path(out / "cost.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(out / "cost.md") as tmp:
+        tmp.write_text(table.to_markdown(index=False, floatfmt=".2f") + "\n")
+    print(f"{len(table)} rows, {table['total_min'].sum():.1f} min in all -> {out / 'cost.csv'}")
+
+
 def cmd_plot(args):
     import pandas as pd
 
@@ -327,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_gather)
     p.add_argument("--evals", nargs="+", required=True, help="JSON files, or folders of them")
     p.add_argument("--latency", nargs="*", help="JSON files, or folders of them")
+    p.add_argument("--out-dir", required=True)
+    p = sub.add_parser("cost", help="minutes and peak memory per method from the jobs' benchmark files")
+    p.set_defaults(func=cmd_cost)
+    p.add_argument("--entries", nargs="+", required=True, help="BACKBONE:METHOD:STAGE:PATH of each job's benchmark TSV")
     p.add_argument("--out-dir", required=True)
     p = sub.add_parser("plot", help="figures from the summary table and per-sample records")
     p.set_defaults(func=cmd_plot)

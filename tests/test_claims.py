@@ -50,3 +50,4 @@ def test_claims_are_declared_by_the_class_not_inherited():
 
     summary = _rows([{"method": "x", "train_budget": 1, "eval_budget": 1, "accuracy": 0.5, "macs_frac": 1.0}])
     assert len(claims_table(summary, {"p": Parent(), "c": Child()})) == 1
+

@@ -83,6 +83,15 @@ def test_claims_table_covers_the_seven_seed_methods(smoke):
     assert (smoke / "results/tables/claims.md").read_text().startswith("| method")
 
 
+def test_cost_table_has_every_method_and_pretraining(smoke):
+    cost = pd.read_csv(smoke / "results/tables/cost.csv")
+    cfg = yaml.safe_load((smoke / "smoke.yaml").read_text())
+    assert set(cost["method"]) == set(cfg["methods"]) | {"pretrain"}
+    assert (cost["total_min"] > 0).all() and (cost["jobs"] >= 3).sum() == len(cfg["methods"])
+    dlp = cost.set_index("method").loc["dlp"]
+    assert dlp["prepare_min"] > 0 and dlp["train_min"] > 0  # the expert's ranks and the training
+
+
 def test_rerun_schedules_nothing(smoke):
     assert planned_jobs(snakemake(smoke, "-n", "--cores", "2")) == {}
 
@@ -94,7 +103,7 @@ def test_changing_one_method_reruns_only_its_jobs(smoke):
     changed.write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))
     n_uw = len(cfg["methods"]["uniform_width"]["train_budgets"])
-    assert jobs == {"train_method": n_uw, "evaluate": n_uw, "latency": n_uw, "gather": 1, "plot": 1, "all": 1}
+    assert jobs == {"train_method": n_uw, "evaluate": n_uw, "latency": n_uw, "gather": 1, "plot": 1, "cost": 1, "all": 1}
 
 
 def test_a_derived_method_follows_its_parent(smoke):
@@ -104,7 +113,7 @@ def test_a_derived_method_follows_its_parent(smoke):
     changed.write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))
     n = len(cfg["methods"]["lcnet"]["train_budgets"]) + len(cfg["methods"]["lcnet_seq"]["train_budgets"])
-    assert jobs == {"train_method": n, "evaluate": n, "latency": n, "gather": 1, "plot": 1, "all": 1}
+    assert jobs == {"train_method": n, "evaluate": n, "latency": n, "gather": 1, "plot": 1, "cost": 1, "all": 1}
     seq = smoke / "results/synthetic/resnet8/seed0/lcnet_seq/0.5/model.pt"
     assert torch.load(seq, weights_only=False)["meta"]["method"] == "lcnet_seq"
 
@@ -118,7 +127,7 @@ def test_chained_budgets_continue_from_the_next_larger_one(smoke):
     changed = smoke / "changed_chain.yaml"
     changed.write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))
-    assert jobs == {"train_method": 2, "evaluate": 2, "latency": 2, "gather": 1, "plot": 1, "all": 1}
+    assert jobs == {"train_method": 2, "evaluate": 2, "latency": 2, "gather": 1, "plot": 1, "cost": 1, "all": 1}
 
 
 def test_artifacts_rerun_only_when_what_they_depend_on_changes(smoke):
@@ -128,7 +137,7 @@ def test_artifacts_rerun_only_when_what_they_depend_on_changes(smoke):
     changed.write_text(yaml.safe_dump(cfg))
     n = len(cfg["methods"]["blockdrop"]["train_budgets"])
     jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))
-    assert jobs == {"train_method": n, "evaluate": n, "latency": n, "gather": 1, "plot": 1, "all": 1}
+    assert jobs == {"train_method": n, "evaluate": n, "latency": n, "gather": 1, "plot": 1, "cost": 1, "all": 1}
     cfg["methods"]["blockdrop"]["hp"]["curriculum"]["lr"] = 2e-3  # ... but on this
     changed.write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))

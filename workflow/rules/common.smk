@@ -128,3 +128,23 @@ wildcard_constraints:
     train_budget=r"[0-9.e+-]+",
     eval_budget=r"[0-9.e+-]+",
     artifact=r"[A-Za-z0-9_]+",
+
+
+def cost_entries():
+    """BACKBONE:METHOD:STAGE:PATH of the benchmark file of every job the DAG runs (read by the cost table)."""
+    bench = RESULTS + "/benchmarks"
+    entries = []
+    for backbone in CFG["backbone"]["names"]:
+        for seed in CFG["seeds"]:
+            entries.append(f"{backbone}:pretrain:pretrain:{bench}/pretrain/{DATASET}_{backbone}_seed{seed}.tsv")
+            for method, entry in CFG["methods"].items():
+                if backbone not in entry["backbones"]:
+                    continue
+                stem = f"{DATASET}_{backbone}_seed{seed}_{method}"
+                if method not in DERIVED:
+                    entries += [f"{backbone}:{method}:prepare:{bench}/prepare/{stem}_{a}.tsv" for a in ARTIFACTS[method]]
+                for budget in method_budgets(CFG, method, backbone)[0]:
+                    entries += [f"{backbone}:{method}:{stage}:{bench}/{stage}/{stem}_{budget_str(budget)}.tsv"
+                                for stage in ("train", "evaluate", "latency")]
+    return entries
+

@@ -19,6 +19,23 @@ rule gather:
         "prunebench gather --evals {input.evals} --latency {input.latency} --out-dir " + RESULTS + "/tables > {log} 2>&1"
 
 
+rule cost:
+    """Minutes and peak memory per method, summed over its jobs' benchmark files (prepare, train,
+    evaluate, latency; pretraining its own row). After every other job, so that all files exist."""
+    input:
+        summary=RESULTS + "/tables/summary.csv",
+        figures=FIGURES,
+    output:
+        table=report(RESULTS + "/tables/cost.csv", caption="../report/cost.rst", category="Tables"),
+        markdown=RESULTS + "/tables/cost.md",
+    params:
+        entries=cost_entries(),
+    log:
+        RESULTS + "/logs/cost.log",
+    shell:
+        "prunebench cost --entries {params.entries} --out-dir " + RESULTS + "/tables > {log} 2>&1"
+
+
 rule plot:
     """Accuracy vs MACs, realized vs MACs speedup, per-sample MACs histograms."""
     input:
