@@ -255,19 +255,25 @@ def load_budget_statistics(net: GatedResNet, statistics: BudgetStatistics | None
             statistics.load(net.backbone_norms(), blocks)
 
 
+def budget_slots(net: GatedResNet) -> BudgetStatistics:
+    """The policy's per-budget BN statistics, made from the backbone's current ones on first use."""
+    if net.policy.budget_statistics is None:
+        norms = net.backbone_norms()
+        net.policy.budget_statistics = BudgetStatistics(norms, net.num_blocks).to(next(net.parameters()).device)
+    return net.policy.budget_statistics
+
+
 @torch.no_grad()
 def recalibrate_per_budget(net: GatedResNet, data: Dataset, images: int) -> None:
     """Every budget's BN statistics re-estimated from `images` training images under the net's frozen
     policy at that budget (the fine-tuning's slots of rarely drawn budgets are barely adapted)."""
-    k, norms = net.num_blocks, net.backbone_norms()
-    if net.policy.budget_statistics is None:
-        net.policy.budget_statistics = BudgetStatistics(norms, k).to(next(net.parameters()).device)
+    k, norms, slots = net.num_blocks, net.backbone_norms(), budget_slots(net)
     for blocks in range(1, k + 1):
         net.policy.blocks = blocks
         recalibrate_bn(net, data, images)
-        net.policy.budget_statistics.store(norms, blocks)
+        slots.store(norms, blocks)
     net.policy.blocks = k
-    net.policy.budget_statistics.load(norms, k)
+    slots.load(norms, k)
 
 
 @torch.no_grad()
@@ -434,10 +440,7 @@ class DLP(Method):
         """Joint fine-tuning: backbone trained with CE under the frozen policy at a random budget per batch."""
         k = net.num_blocks
         weights = removal_budget_weights(k)
-        norms = net.backbone_norms()
-        if net.policy.budget_statistics is None:
-            net.policy.budget_statistics = BudgetStatistics(norms, k).to(next(net.parameters()).device)
-        slots = net.policy.budget_statistics
+        norms, slots = net.backbone_norms(), budget_slots(net)
 
         def loss_fn(model, x, y):
             blocks = k - int(torch.multinomial(weights, 1))
@@ -455,17 +458,22 @@ class DLP(Method):
             slots.load(norms, k)
 
 
-class DLPOracle(DLP):
+class _FromDLP(DLP):
+    """A model derived from `dlp`'s trained one; `train` (outside the workflow) trains DLP, then derives."""
+
+    derived_from = "dlp"
+
+    def train(self, backbone, data, budget, hp, run):
+        return self.derive(DLP.train(self, backbone, data, budget, hp, run), data, hp, run)
+
+
+class DLPOracle(_FromDLP):
     """DLP's trained backbone under the expert's greedy order computed on the test set with its labels
     (not an upper bound: greedy removal is not optimal and its curve need not be monotone). Derived: it
     runs `dlp`'s trained model (the workflow trains DLP once), only the expert's ranks are computed here.
     Its BN statistics are DLP's per budget (the oracle knows no training images to re-estimate them on)."""
 
     name = "dlp_oracle"
-    derived_from = "dlp"
-
-    def train(self, backbone, data, budget, hp, run):
-        return self.derive(super().train(backbone, data, budget, hp, run), data, hp, run)
 
     def derive(self, net, data, hp, run):
         net = net.to(run.device)
@@ -482,17 +490,13 @@ class DLPOracle(DLP):
         return net.eval()
 
 
-class DLPRandom(DLP):
+class DLPRandom(_FromDLP):
     """Ours, a control (not the paper's): DLP's fine-tuned backbone, with its per-budget BN statistics,
     under random block choices at each budget, so that "DLP beats random dropping" separates the
     policy from the fine-tuning (random_drop runs the pretrained backbone). Derived from `dlp`'s model."""
 
     name = "dlp_random"
-    derived_from = "dlp"
     ours = True
-
-    def train(self, backbone, data, budget, hp, run):
-        return self.derive(super().train(backbone, data, budget, hp, run), data, hp, run)
 
     def derive(self, net, data, hp, run):
         statistics = net.policy.budget_statistics
@@ -503,17 +507,16 @@ class DLPRandom(DLP):
         return net.eval()
 
 
-class DLPPretrained(DLP):
+class DLPPretrained(_FromDLP):
     """Ours, a control: DLP's trained policy on the pretrained backbone (no fine-tuning, its BN statistics
     as pretrained, as random_drop's), so that the fine-tuning's share of DLP's accuracy is visible:
     dlp - dlp_pretrained is what fine-tuning adds; dlp_pretrained - random_drop is the policy alone."""
 
     name = "dlp_pretrained"
-    derived_from = "dlp"
     ours = True
 
     def train(self, backbone, data, budget, hp, run):
-        return self._with_policy(backbone, super().train(backbone, data, budget, hp, run), run)
+        return self._with_policy(backbone, DLP.train(self, backbone, data, budget, hp, run), run)
 
     def derive(self, net, data, hp, run):
         return self._with_policy(run.pretrained_model(), net, run)
@@ -526,17 +529,13 @@ class DLPPretrained(DLP):
         return net.eval()
 
 
-class DLPSharedBN(DLP):
+class DLPSharedBN(_FromDLP):
     """Ours, an ablation: DLP's model with the paper's one shared set of BN statistics (re-estimated
     under budgets drawn as in fine-tuning) in place of one set per budget, so that the table shows
     what per-budget statistics are worth."""
 
     name = "dlp_shared_bn"
-    derived_from = "dlp"
     ours = True
-
-    def train(self, backbone, data, budget, hp, run):
-        return self.derive(super().train(backbone, data, budget, hp, run), data, hp, run)
 
     def derive(self, net, data, hp, run):
         shared_statistics(net, data, hp["recalibrate_images"] or self.hyperparameters["recalibrate_images"], run.seed)
