@@ -13,7 +13,7 @@ env: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[workflow,test]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[workflow,test,slurm]"
 	touch $@
 
 # Offline machines: Fashion-MNIST from Debian's package. Online machines without it: the CLI

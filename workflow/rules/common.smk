@@ -1,5 +1,7 @@
 """Config validation, the resolved config the CLI reads, target lists and rerun fingerprints."""
 
+import shlex
+import sys
 from pathlib import Path
 
 import yaml
@@ -12,6 +14,9 @@ from prunebench.io import atomic_path
 from prunebench.tables import budget_str
 
 RESULTS = "results"
+# The CLI through the interpreter Snakemake runs in: no activated environment is needed, on this
+# machine or in a cluster's batch job (whose shell does not have the venv's bin on PATH).
+PRUNEBENCH = f"{shlex.quote(sys.executable)} -m prunebench"
 
 # The prunebench validator first (its errors name the key path), then the JSON schema.
 try:

@@ -14,7 +14,7 @@ rule evaluate:
         RESULTS + "/benchmarks/evaluate/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}.tsv"
     threads: 1
     shell:
-        "prunebench evaluate --config " + CONFIG_FILE + " --model {input.model} --budget {params.budgets}"
+        PRUNEBENCH + " evaluate --config " + CONFIG_FILE + " --model {input.model} --budget {params.budgets}"
         " --seed {wildcards.seed} --threads {threads} --out-dir {output} > {log} 2>&1"
 
 
@@ -36,5 +36,5 @@ rule latency:
     resources:
         gpu=1,
     shell:
-        "prunebench latency --config " + CONFIG_FILE + " --model {input.model} --budget {params.budgets}"
+        PRUNEBENCH + " latency --config " + CONFIG_FILE + " --model {input.model} --budget {params.budgets}"
         " --seed {wildcards.seed} --threads {threads} --out-dir {output} > {log} 2>&1"

@@ -15,7 +15,7 @@ rule prepare:
     resources:
         gpu=1,
     shell:
-        "prunebench prepare --config " + CONFIG_FILE + " --method {wildcards.method} --artifact {wildcards.artifact}"
+        PRUNEBENCH + " prepare --config " + CONFIG_FILE + " --method {wildcards.method} --artifact {wildcards.artifact}"
         " --seed {wildcards.seed} --threads {threads} --backbone-model {input.backbone} --out {output} > {log} 2>&1"
 
 
@@ -37,5 +37,5 @@ rule train_method:
     resources:
         gpu=1,
     shell:
-        "prunebench {params.command} --config " + CONFIG_FILE + " --method {wildcards.method}"
+        PRUNEBENCH + " {params.command} --config " + CONFIG_FILE + " --method {wildcards.method}"
         " --seed {wildcards.seed} --threads {threads} --out {output.model} > {log} 2>&1"

@@ -13,5 +13,5 @@ rule pretrain:
     resources:
         gpu=1,
     shell:
-        "prunebench pretrain --config " + CONFIG_FILE + " --backbone {wildcards.backbone} --seed {wildcards.seed}"
+        PRUNEBENCH + " pretrain --config " + CONFIG_FILE + " --backbone {wildcards.backbone} --seed {wildcards.seed}"
         " --threads {threads} --out {output.model} --metrics {output.metrics} > {log} 2>&1"

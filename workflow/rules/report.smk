@@ -16,7 +16,7 @@ rule gather:
     benchmark:
         RESULTS + "/benchmarks/gather.tsv"
     shell:
-        "prunebench gather --evals {input.evals} --latency {input.latency} --out-dir " + RESULTS + "/tables > {log} 2>&1"
+        PRUNEBENCH + " gather --evals {input.evals} --latency {input.latency} --out-dir " + RESULTS + "/tables > {log} 2>&1"
 
 
 rule cost:
@@ -33,7 +33,7 @@ rule cost:
     log:
         RESULTS + "/logs/cost.log",
     shell:
-        "prunebench cost --entries {params.entries} --out-dir " + RESULTS + "/tables > {log} 2>&1"
+        PRUNEBENCH + " cost --entries {params.entries} --out-dir " + RESULTS + "/tables > {log} 2>&1"
 
 
 rule plot:
@@ -50,5 +50,5 @@ rule plot:
     benchmark:
         RESULTS + "/benchmarks/plot.tsv"
     shell:
-        "prunebench plot --summary {input.summary} --results-root " + RESULTS + " --out-dir " + RESULTS + "/figures"
+        PRUNEBENCH + " plot --summary {input.summary} --results-root " + RESULTS + " --out-dir " + RESULTS + "/figures"
         " > {log} 2>&1"

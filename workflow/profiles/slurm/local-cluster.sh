@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# A single-node Slurm on this machine, to run the Slurm profile for real:
+#   workflow/profiles/slurm/local-cluster.sh start    # installs Debian's slurm-wlm when missing; idempotent
+#   workflow/profiles/slurm/local-cluster.sh status
+#   workflow/profiles/slurm/local-cluster.sh stop
+# munge, slurmctld and slurmd on loopback; one partition "local" with this machine's cores and memory.
+# No accounting daemon (slurmdbd): the profile polls job states with squeue, whose view of finished
+# jobs lasts MinJobAge seconds (set long below), and submits without an account.
+set -euo pipefail
+
+SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+CONF=/etc/slurm/slurm.conf
+NODE=$(hostname -s)
+STATE=/var/lib/prunebench-slurm
+LOGS=/var/log/prunebench-slurm
+
+install_slurm() {
+  command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null && return
+  echo "installing Debian's slurm-wlm"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq slurm-wlm >/dev/null
+}
+
+write_config() {
+  local cpus mem_mb
+  cpus=$(nproc)
+  # Leave 1 GiB to the daemons and the submitting Snakemake.
+  mem_mb=$(( $(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo) - 1024 ))
+  $SUDO mkdir -p /etc/slurm "$STATE/ctld" "$STATE/d" "$LOGS"
+  $SUDO tee "$CONF.new" >/dev/null <<EOF
+# Written by prunebench's workflow/profiles/slurm/local-cluster.sh: a one-node test cluster.
+ClusterName=prunebench
+SlurmctldHost=$NODE(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+StateSaveLocation=$STATE/ctld
+SlurmdSpoolDir=$STATE/d
+SlurmctldPidFile=$STATE/slurmctld.pid
+SlurmdPidFile=$STATE/slurmd.pid
+SlurmctldLogFile=$LOGS/slurmctld.log
+SlurmdLogFile=$LOGS/slurmd.log
+# No cgroups in a container: track processes by parent id, bind nothing.
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+MpiDefault=none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+ReturnToService=2
+# squeue reports a finished job for this long: the status polls need it without sacct.
+MinJobAge=3600
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+PartitionName=local Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+EOF
+  $SUDO mv "$CONF.new" "$CONF"
+}
+
+running() { pgrep -x "$1" >/dev/null; }
+
+start() {
+  install_slurm
+  write_config
+  if ! running munged; then
+    $SUDO mkdir -p /run/munge && $SUDO chown munge:munge /run/munge
+    $SUDO runuser -u munge -- /usr/sbin/munged
+  fi
+  running slurmctld || $SUDO slurmctld
+  running slurmd || $SUDO slurmd -N "$NODE"
+  for _ in $(seq 30); do
+    if sinfo -h -o %T 2>/dev/null | grep -qx idle; then sinfo; return; fi
+    sleep 1
+  done
+  echo "the local Slurm did not come up: see $LOGS/slurmctld.log and $LOGS/slurmd.log" >&2
+  exit 1
+}
+
+stop() {
+  for daemon in slurmd slurmctld munged; do
+    if running "$daemon"; then $SUDO pkill -x "$daemon"; fi
+  done
+  for _ in $(seq 20); do
+    running slurmd || running slurmctld || return 0
+    sleep 0.5
+  done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) sinfo && squeue ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac
