@@ -27,8 +27,8 @@ data:
 
 # The workflow's default target on config/config.yaml, then the HTML report.
 reproduce: env data
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake --cores all
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake --cores all --report results/report.html
+	$(VENV)/bin/snakemake --cores all
+	$(VENV)/bin/snakemake --cores all --report results/report.html
 
 test: env
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"

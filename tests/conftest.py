@@ -1,3 +1,6 @@
+import shutil
+import time
+
 import pytest
 import torch
 
@@ -13,3 +16,16 @@ def tiny():
 @pytest.fixture(autouse=True)
 def _threads():
     torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory):
+    """A working directory with the smoke DAG run locally on 2 cores (shared by the workflow and Slurm tests)."""
+    from smoke_dag import REPO, snakemake
+
+    workdir = tmp_path_factory.mktemp("smoke")
+    shutil.copy(REPO / "config" / "smoke.yaml", workdir / "smoke.yaml")
+    start = time.perf_counter()
+    snakemake(workdir, "--cores", "2")
+    print(f"smoke DAG: {time.perf_counter() - start:.0f} s")
+    return workdir

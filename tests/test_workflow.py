@@ -1,55 +1,15 @@
 """The whole Snakemake DAG on the smoke config: tables, figures, report, incremental re-runs, notebook."""
 
-import os
 import re
-import shutil
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+from smoke_dag import REPO, planned_jobs, snakemake
+
 pytestmark = pytest.mark.workflow
-
-
-def snakemake(workdir, *args, config=None, check=True, timeout=600):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config or workdir / "smoke.yaml"), *args]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
-def planned_jobs(result) -> dict:
-    """Job counts from a dry run's 'Job stats' table."""
-    lines = result.stdout.splitlines()
-    if "Job stats:" not in lines:
-        return {}
-    counts = {}
-    for line in lines[lines.index("Job stats:") + 3:]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        counts[parts[0]] = int(parts[1])
-    counts.pop("total", None)
-    return counts
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("smoke")
-    shutil.copy(REPO / "config" / "smoke.yaml", workdir / "smoke.yaml")
-    start = time.perf_counter()
-    snakemake(workdir, "--cores", "2")
-    print(f"smoke DAG: {time.perf_counter() - start:.0f} s")
-    return workdir
 
 
 def test_summary_table_rows_and_columns(smoke):
