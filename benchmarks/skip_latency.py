@@ -31,6 +31,7 @@ class RandomBlocks(GatePolicy):
     """Each sample keeps round(keep * K) blocks drawn at random."""
 
     gates_blocks = True
+    block_gates_upfront = True  # decided in begin
 
     def __init__(self, num_blocks: int, keep: float):
         super().__init__()

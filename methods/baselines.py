@@ -37,6 +37,7 @@ class RandomBlockPolicy(GatePolicy):
     """
 
     gates_blocks = True
+    block_gates_upfront = True  # decided in begin
 
     def __init__(self, num_blocks: int, blocks: int, seed: int = 0):
         super().__init__()

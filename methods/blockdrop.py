@@ -50,6 +50,7 @@ class BlockDropPolicy(GatePolicy):
     """Keep-probabilities from a ResNet-8 on the image; block k runs iff s_k >= 0.5 (or as `given`)."""
 
     gates_blocks = True
+    block_gates_upfront = True  # decided in begin
 
     def __init__(self, num_blocks: int, in_channels: int, width: int):
         super().__init__()

@@ -39,6 +39,7 @@ class RankPolicy(GatePolicy):
     """Keeps each sample's top-`blocks` blocks by an importance score (exactly `blocks` of them)."""
 
     gates_blocks = True
+    block_gates_upfront = True  # decided in begin
 
     def __init__(self, num_blocks: int):
         super().__init__()
@@ -111,6 +112,7 @@ class FixedMasks(GatePolicy):
     """Block masks given per sample (the expert's candidate removals)."""
 
     gates_blocks = True
+    block_gates_upfront = True  # decided in begin
     keep: torch.Tensor
 
     def block_gate(self, index, pooled):

@@ -27,6 +27,36 @@ class _Pass:
     skip: bool
     trace: Trace | None
     block_gates: list = field(default_factory=list)
+    # Skip mode without a trace, channel gates or parallel gates: blocks take the lean path.
+    lean: bool = False
+    # Skip mode with block gates decided up front: block index -> (gate, any row runs it, all rows
+    # do, the gate is 0/1), read before the first block with one host sync.
+    decided: dict | None = None
+
+    def decide_blocks(self, blocks) -> None:
+        gates = {b.index: self.policy.block_gate(b.index, None) for b in blocks if not b.removed}
+        if not gates:
+            return
+        g = torch.stack(list(gates.values()), 1)
+        on = g != 0
+        flags = torch.stack([on.any(0), on.all(0), ((g == 0) | (g == 1)).all(0)]).tolist()
+        self.decided = {i: (gate, *f) for (i, gate), *f in zip(gates.items(), *flags)}
+
+    def block_gate(self, index: int, x):
+        """(gate, rows, hard): the block's (N,) gate (None: open for every row), in skip mode the rows
+        that run its branch (None: all), and whether the gate is 0/1 (nothing to multiply then)."""
+        if self.policy is None or not self.policy.gates_blocks:
+            return None, None, False
+        if self.decided is None:
+            gate, hard = self.policy.block_gate(index, x.mean((2, 3))), False
+            if not self.skip:
+                return gate, None, hard
+            on = gate != 0
+            return gate, (None if bool(on.all()) else on.nonzero().flatten()), hard
+        gate, any_on, all_on, hard = self.decided[index]
+        if all_on:
+            return (None, None, False) if hard else (gate, None, hard)
+        return gate, ((gate != 0).nonzero().flatten() if any_on else x.new_zeros(0, dtype=torch.long)), hard
 
     @property
     def parallel(self) -> bool:
@@ -132,17 +162,16 @@ class ResidualBlock(nn.Module):
         """One block; `stream` is the (N, C) mask of structurally non-zero input channels (None: all)."""
         if self.removed:
             return self._shortcut_only(x, stream, ctx)
-        policy = ctx.policy
-        block_gate = None
-        if policy is not None and policy.gates_blocks:
-            block_gate = policy.block_gate(self.index, x.mean((2, 3)))
+        block_gate, rows, hard = ctx.block_gate(self.index, x)
+        if ctx.lean:
+            return self._lean_skip(x, ctx, block_gate, rows, hard), None
         run = None if block_gate is None else (block_gate != 0).float()
         if ctx.trace is not None:
             ctx.block_gates.append(block_gate.detach().float() if block_gate is not None
                                    else torch.ones(x.shape[0], device=x.device))
         shortcut_out, shortcut_mask = self._shortcut(x, stream, ctx, run)
         if ctx.skip:
-            branch, rows, channels, branch_mask = self._branch_skip(x, stream, ctx, block_gate, run)
+            branch, rows, channels, branch_mask = self._branch_skip(x, stream, ctx, block_gate, run, rows, hard)
             out = _add_branch(shortcut_out, branch, rows, channels)
         else:
             branch, branch_mask = self._branch_mask(x, stream, ctx, run)
@@ -161,6 +190,21 @@ class ResidualBlock(nn.Module):
         if run is not None:
             branch_mask = branch_mask & (run[:, None] > 0)
         return out, branch_mask | shortcut_mask.to(out.device).expand(n, -1)
+
+    def _lean_skip(self, x, ctx: _Pass, block_gate, rows, hard):
+        """Skip mode without a trace or channel gates (latency with block gates, or none): the
+        shortcut, plus the branch on the rows that run it; no channel bookkeeping. Channels known
+        to be zero (after a padded shortcut) are computed as zeros, which changes no value."""
+        sc = self.shortcut
+        out = x if sc is None else sc(x) if isinstance(sc, PadShortcut) else sc.forward_sliced(x, None, None, None)
+        if rows is None or len(rows):
+            h, _ = self._branch_input(x if rows is None else x.index_select(0, rows), None, ctx)
+            for name in self.unit_names:
+                h = getattr(self, name).forward_sliced(h, None, None, None)
+            if block_gate is not None and not hard:
+                h = h * (block_gate if rows is None else block_gate.index_select(0, rows)).view(-1, 1, 1, 1)
+            out = out + h if rows is None else out.index_add(0, rows, h)
+        return F.relu(out) if self.post_relu else out
 
     def _shortcut_only(self, x, stream, ctx: _Pass):
         if ctx.trace is not None:
@@ -212,10 +256,9 @@ class ResidualBlock(nn.Module):
             in_mask = gate.active if gate is not None else None
         return h, in_mask
 
-    def _branch_skip(self, x, stream, ctx: _Pass, block_gate, run):
+    def _branch_skip(self, x, stream, ctx: _Pass, block_gate, run, rows, hard):
         """Run only the rows whose block gate is open and only the channels some row keeps."""
         n = x.shape[0]
-        rows = None if run is None or bool(run.all()) else run.nonzero().flatten()
         # LC-Net's parallel mode computes the first conv for every sample before the decision.
         select_after = 1 if ctx.parallel else 0
         h, in_mask = self._branch_input(x, stream, ctx)
@@ -245,7 +288,7 @@ class ResidualBlock(nn.Module):
                 out_idx = gate_rows.union()
             h = unit.forward_sliced(h, in_idx, out_idx, gate_rows)
             in_idx, in_mask = out_idx, (gate.active if gate is not None else None)
-        if block_gate is not None:
+        if block_gate is not None and not hard:  # a 0/1 gate is 1 on the rows that ran
             h = h * (block_gate if rows is None else block_gate.index_select(0, rows)).view(-1, 1, 1, 1)
         return h, rows, in_idx, in_mask
 
@@ -375,8 +418,11 @@ class GatedResNet(nn.Module):
         if mode == "skip" and (self.training or torch.is_grad_enabled()):
             raise RuntimeError("skip mode is for inference: call net.eval() and use torch.no_grad()")
         ctx = _Pass(self.policy, mode == "skip", Trace() if record else None)
+        ctx.lean = ctx.skip and not record and (self.policy is None or not (self.policy.gated_units or self.policy.parallel))
         if self.policy is not None:
             self.policy.begin(x)
+            if ctx.skip and self.policy.gates_blocks and self.policy.block_gates_upfront:
+                ctx.decide_blocks(self.blocks)
         n = x.shape[0]
         gate = ctx.channel_gate("stem", lambda: x.mean((2, 3)))
         stem = self.stem

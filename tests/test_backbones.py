@@ -60,6 +60,49 @@ def test_mask_and_skip_modes_agree(name, shortcut, parallel):
         assert torch.equal(mask_trace.active_out[unit], skip_trace.active_out[unit]), unit
 
 
+class BlockGates(GatePolicy):
+    """Block gates drawn in begin: per block all open, all closed, 0/1 per row, or soft values."""
+
+    gates_blocks = True
+
+    def __init__(self, upfront: bool, soft: bool):
+        super().__init__()
+        self.block_gates_upfront, self.soft = upfront, soft
+
+    def begin(self, x):
+        g = torch.Generator().manual_seed(3)
+        n, k = x.shape[0], 40
+        gates = (torch.rand(n, k, generator=g) > 0.4).float()
+        if self.soft:
+            gates = gates * torch.rand(n, k, generator=g)
+        gates[:, 0::4], gates[:, 1::4] = 1.0, 0.0
+        self.gates = gates
+
+    def block_gate(self, index, pooled):
+        return self.gates[:, index]
+
+
+@pytest.mark.parametrize("name,shortcut", [("resnet20", "pad"), ("resnet20", "conv"), ("preresnet29", "pad")])
+@pytest.mark.parametrize("upfront,soft", [(True, False), (True, True), (False, True)])
+@pytest.mark.parametrize("batch", [1, 5])
+def test_skip_mode_without_trace_gives_the_traced_logits(name, shortcut, upfront, soft, batch):
+    """The lean skip path (latency: no trace, block gates only) computes what the traced paths do."""
+    torch.manual_seed(0)
+    net = build_backbone(name, 10, 3, shortcut=shortcut).eval()
+    randomize_bn(net)
+    net.policy = BlockGates(upfront, soft)
+    x = torch.randn(batch, 3, 32, 32)
+    with torch.no_grad():
+        mask_logits, _ = net.run(x, "mask")
+        skip_logits, _ = net.run(x, "skip")
+        lean_logits = net(x, "skip")
+    assert torch.allclose(mask_logits, skip_logits, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(lean_logits, skip_logits, atol=1e-4, rtol=1e-4)
+    net.policy = None
+    with torch.no_grad():
+        assert torch.allclose(net(x, "skip"), net(x, "mask"), atol=1e-4, rtol=1e-4)
+
+
 def test_skipped_block_counts_nothing_unless_parallel():
     net = build_backbone("resnet8", 10, 3).eval()
 

@@ -10,7 +10,7 @@ import yaml
 from prunebench.api import get_method
 from prunebench.config import TRAIN_SPEC_KEYS, load_config
 
-from test_workflow import REPO, snakemake
+from smoke_dag import REPO, snakemake
 
 PAPER = REPO / "config" / "paper-cifar10.yaml"
 SEED_METHODS = {"blockdrop", "fbs", "dlp", "slimming", "lcnet", "rnp", "sanp"}
