@@ -95,11 +95,14 @@ def check_method(method: Method | str, hp: dict | None = None) -> dict:
     with torch.no_grad():
         logits, trace = net.run(x, "mask")
         logits_skip, trace_skip = net.run(x, "skip")
+        logits_timed = net(x, "skip")  # untraced, as latency runs it (the lean path where it applies)
     assert logits.shape == (16, data.num_classes), f"{name}: logits shape {tuple(logits.shape)}"
     assert trace.block_gates.shape == (16, net.num_blocks), f"{name}: block gates {tuple(trace.block_gates.shape)}"
     assert set(trace.active_in) == set(accountant.units), f"{name}: trace units differ from the backbone's"
     assert torch.allclose(logits, logits_skip, atol=1e-4, rtol=1e-4), \
         f"{name}: skip mode disagrees with mask mode by {(logits - logits_skip).abs().max():.2e}"
+    assert torch.allclose(logits_skip, logits_timed, atol=1e-4, rtol=1e-4), \
+        f"{name}: untraced skip mode disagrees with the traced one by {(logits_skip - logits_timed).abs().max():.2e}"
     for unit in trace.active_in:
         assert torch.equal(trace.active_in[unit], trace_skip.active_in[unit]) and \
             torch.equal(trace.active_out[unit], trace_skip.active_out[unit]), \

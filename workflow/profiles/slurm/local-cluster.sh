@@ -3,7 +3,8 @@
 #   workflow/profiles/slurm/local-cluster.sh start    # installs Debian's slurm-wlm when missing; idempotent
 #   workflow/profiles/slurm/local-cluster.sh status
 #   workflow/profiles/slurm/local-cluster.sh stop
-# munge, slurmctld and slurmd on loopback; one partition "local" with this machine's cores and memory.
+# munge, slurmctld and slurmd on loopback; one partition "local" with this machine's cores and memory
+# (PRUNEBENCH_SLURM_CPUS=n declares n CPUs instead: more jobs at once than cores).
 # No accounting daemon (slurmdbd): the profile polls job states with squeue, whose view of finished
 # jobs lasts MinJobAge seconds (set long below), and submits without an account.
 set -euo pipefail
@@ -23,7 +24,7 @@ install_slurm() {
 
 write_config() {
   local cpus mem_mb
-  cpus=$(nproc)
+  cpus=${PRUNEBENCH_SLURM_CPUS:-$(nproc)}
   # Leave 1 GiB to the daemons and the submitting Snakemake.
   mem_mb=$(( $(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo) - 1024 ))
   $SUDO mkdir -p /etc/slurm "$STATE/ctld" "$STATE/d" "$LOGS"
@@ -50,12 +51,19 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 ReturnToService=2
+# The declared CPUs win over the detected ones (PRUNEBENCH_SLURM_CPUS).
+SlurmdParameters=config_overrides
 # squeue reports a finished job for this long: the status polls need it without sacct.
 MinJobAge=3600
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=local Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
-  $SUDO mv "$CONF.new" "$CONF"
+  if [ -f "$CONF" ] && cmp -s "$CONF.new" "$CONF"; then
+    $SUDO rm "$CONF.new"
+  else
+    stop  # the daemons read the configuration at start
+    $SUDO mv "$CONF.new" "$CONF"
+  fi
 }
 
 running() { pgrep -x "$1" >/dev/null; }
@@ -70,7 +78,10 @@ start() {
   running slurmctld || $SUDO slurmctld
   running slurmd || $SUDO slurmd -N "$NODE"
   for _ in $(seq 30); do
-    if sinfo -h -o %T 2>/dev/null | grep -qx idle; then sinfo; return; fi
+    case "$(sinfo -h -o %T 2>/dev/null)" in
+      idle) sinfo; return ;;
+      drain*|inval*) $SUDO scontrol update NodeName="$NODE" State=RESUME ;;  # left drained by an earlier config
+    esac
     sleep 1
   done
   echo "the local Slurm did not come up: see $LOGS/slurmctld.log and $LOGS/slurmd.log" >&2
