@@ -418,7 +418,8 @@ class GatedResNet(nn.Module):
         if mode == "skip" and (self.training or torch.is_grad_enabled()):
             raise RuntimeError("skip mode is for inference: call net.eval() and use torch.no_grad()")
         ctx = _Pass(self.policy, mode == "skip", Trace() if record else None)
-        ctx.lean = ctx.skip and not record and (self.policy is None or not (self.policy.gated_units or self.policy.parallel))
+        policy = self.policy
+        ctx.lean = ctx.skip and not record and (policy is None or not (policy.gated_units or policy.parallel))
         if self.policy is not None:
             self.policy.begin(x)
             if ctx.skip and self.policy.gates_blocks and self.policy.block_gates_upfront:
