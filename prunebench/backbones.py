@@ -27,11 +27,15 @@ class _Pass:
     skip: bool
     trace: Trace | None
     block_gates: list = field(default_factory=list)
-    # Skip mode without a trace, channel gates or parallel gates: blocks take the lean path.
-    lean: bool = False
     # Skip mode with block gates decided up front: block index -> (gate, any row runs it, all rows
     # do, the gate is 0/1), read before the first block with one host sync.
     decided: dict | None = None
+
+    def __post_init__(self):
+        # Skip mode without a trace, channel gates or parallel gates: blocks take the lean path.
+        policy = self.policy
+        self.lean = self.skip and self.trace is None and (
+            policy is None or not (policy.gated_units or policy.parallel))
 
     def decide_blocks(self, blocks) -> None:
         gates = {b.index: self.policy.block_gate(b.index, None) for b in blocks if not b.removed}
@@ -201,9 +205,9 @@ class ResidualBlock(nn.Module):
             h, _ = self._branch_input(x if rows is None else x.index_select(0, rows), None, ctx)
             for name in self.unit_names:
                 h = getattr(self, name).forward_sliced(h, None, None, None)
-            if block_gate is not None and not hard:
-                h = h * (block_gate if rows is None else block_gate.index_select(0, rows)).view(-1, 1, 1, 1)
-            out = out + h if rows is None else out.index_add(0, rows, h)
+            if not hard:
+                h = _scale_rows(h, block_gate, rows)
+            out = _add_branch(out, h, rows, None)
         return F.relu(out) if self.post_relu else out
 
     def _shortcut_only(self, x, stream, ctx: _Pass):
@@ -288,8 +292,8 @@ class ResidualBlock(nn.Module):
                 out_idx = gate_rows.union()
             h = unit.forward_sliced(h, in_idx, out_idx, gate_rows)
             in_idx, in_mask = out_idx, (gate.active if gate is not None else None)
-        if block_gate is not None and not hard:  # a 0/1 gate is 1 on the rows that ran
-            h = h * (block_gate if rows is None else block_gate.index_select(0, rows)).view(-1, 1, 1, 1)
+        if not hard:  # a 0/1 gate is 1 on the rows that ran
+            h = _scale_rows(h, block_gate, rows)
         return h, rows, in_idx, in_mask
 
     def _no_rows_left(self, k, n, x, stream, ctx: _Pass, run):
@@ -315,6 +319,13 @@ def _add_branch(out, branch, rows, channels):
     if rows is not None:
         branch = branch.new_zeros(out.shape[0], *branch.shape[1:]).index_copy_(0, rows, branch)
     return out + branch
+
+
+def _scale_rows(h, block_gate, rows):
+    """The branch output of `rows` (None: all) times their block gate (None: open)."""
+    if block_gate is None:
+        return h
+    return h * (block_gate if rows is None else block_gate.index_select(0, rows)).view(-1, 1, 1, 1)
 
 
 def _rows(gate, rows):
@@ -418,8 +429,6 @@ class GatedResNet(nn.Module):
         if mode == "skip" and (self.training or torch.is_grad_enabled()):
             raise RuntimeError("skip mode is for inference: call net.eval() and use torch.no_grad()")
         ctx = _Pass(self.policy, mode == "skip", Trace() if record else None)
-        policy = self.policy
-        ctx.lean = ctx.skip and not record and (policy is None or not (policy.gated_units or policy.parallel))
         if self.policy is not None:
             self.policy.begin(x)
             if ctx.skip and self.policy.gates_blocks and self.policy.block_gates_upfront:

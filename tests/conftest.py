@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from prunebench.testing import tiny_setup
+from smoke_dag import REPO, snakemake
 
 
 @pytest.fixture(scope="session")
@@ -21,8 +22,6 @@ def _threads():
 @pytest.fixture(scope="session")
 def smoke(tmp_path_factory):
     """A working directory with the smoke DAG run locally on 2 cores (shared by the workflow and Slurm tests)."""
-    from smoke_dag import REPO, snakemake
-
     workdir = tmp_path_factory.mktemp("smoke")
     shutil.copy(REPO / "config" / "smoke.yaml", workdir / "smoke.yaml")
     start = time.perf_counter()

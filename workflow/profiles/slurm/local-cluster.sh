@@ -22,14 +22,20 @@ install_slurm() {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq slurm-wlm >/dev/null
 }
 
+MARKER="# Written by prunebench's workflow/profiles/slurm/local-cluster.sh: a one-node test cluster."
+
 write_config() {
   local cpus mem_mb
+  if [ -f "$CONF" ] && [ "$(head -n1 "$CONF")" != "$MARKER" ]; then
+    echo "$CONF exists and was not written by this script: not touching a real Slurm's configuration" >&2
+    exit 1
+  fi
   cpus=${PRUNEBENCH_SLURM_CPUS:-$(nproc)}
   # Leave 1 GiB to the daemons and the submitting Snakemake.
   mem_mb=$(( $(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo) - 1024 ))
   $SUDO mkdir -p /etc/slurm "$STATE/ctld" "$STATE/d" "$LOGS"
   $SUDO tee "$CONF.new" >/dev/null <<EOF
-# Written by prunebench's workflow/profiles/slurm/local-cluster.sh: a one-node test cluster.
+$MARKER
 ClusterName=prunebench
 SlurmctldHost=$NODE(127.0.0.1)
 SlurmUser=root
