@@ -20,49 +20,55 @@ import torch
 
 from prunebench.backbones import build_backbone
 from prunebench.flops import Accountant
-from prunebench.gates import ChannelGate, GatePolicy, top_k_mask
+from prunebench.gates import ChannelGate, GatePolicy, UpfrontBlockGates, top_k_mask
 from prunebench.plain import plain_reference
 
 KEEPS = (0.25, 0.5, 0.75)
 INPUTS = {"28x28": (1, 28, 28), "32x32": (3, 32, 32)}
 
 
-class RandomBlocks(GatePolicy):
-    """Each sample keeps round(keep * K) blocks drawn at random."""
-
-    gates_blocks = True
-    block_gates_upfront = True  # decided in begin
+class RandomBlocks(UpfrontBlockGates):
+    """Each sample keeps round(keep * K) blocks drawn at random: drawn once per batch size, as the
+    benchmark times the skip machinery with the decisions given (a method's policy has its own cost)."""
 
     def __init__(self, num_blocks: int, keep: float):
         super().__init__()
         self.num_blocks, self.k = num_blocks, max(1, round(keep * num_blocks))
+        self.drawn = {}
 
     def begin(self, x):
-        scores = torch.rand(x.shape[0], self.num_blocks, generator=torch.Generator().manual_seed(x.shape[0]))
-        self.keep = top_k_mask(scores, self.k).float()
-
-    def block_gate(self, index, pooled):
-        return self.keep[:, index]
+        n = x.shape[0]
+        if n not in self.drawn:
+            scores = torch.rand(n, self.num_blocks, generator=torch.Generator().manual_seed(n))
+            self.drawn[n] = top_k_mask(scores, self.k).float()
+        self.keep = self.drawn[n]
 
 
 class RandomChannels(GatePolicy):
-    """Each inner branch conv keeps ceil(keep * C) outputs: random top-k per sample, or the prefix."""
+    """Each inner branch conv keeps ceil(keep * C) outputs: random top-k per sample, or the prefix
+    (drawn once per unit and batch size, as RandomBlocks)."""
 
     def __init__(self, net, keep: float, prefix: bool):
         super().__init__()
         self.widths = {b.prefix + u: getattr(b, u).out_channels for b in net.blocks for u in b.unit_names[:-1]}
         self.gated_units = frozenset(self.widths)
         self.keep, self.prefix = keep, prefix
+        self.drawn = {}
 
     def channel_gate(self, unit, pooled):
-        n, c = pooled.shape[0], self.widths[unit]
-        k = max(1, math.ceil(self.keep * c - 1e-9))
-        if self.prefix:
-            mask = torch.zeros(n, c, device=pooled.device)
-            mask[:, :k] = 1
-            return ChannelGate(mask, prefix=torch.full((n,), k, device=pooled.device))
-        gen = torch.Generator().manual_seed(zlib.crc32(unit.encode()))
-        return ChannelGate(top_k_mask(torch.rand(n, c, generator=gen), k).float())
+        n = pooled.shape[0]
+        if (unit, n) not in self.drawn:
+            c = self.widths[unit]
+            k = max(1, math.ceil(self.keep * c - 1e-9))
+            if self.prefix:
+                mask = torch.zeros(n, c, device=pooled.device)
+                mask[:, :k] = 1
+                gate = ChannelGate(mask, prefix=torch.full((n,), k, device=pooled.device))
+            else:
+                gen = torch.Generator().manual_seed(zlib.crc32(unit.encode()))
+                gate = ChannelGate(top_k_mask(torch.rand(n, c, generator=gen), k).float())
+            self.drawn[unit, n] = gate
+        return self.drawn[unit, n]
 
 
 def paired_ms(fns, x, repeats: int) -> list[float]:

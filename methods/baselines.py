@@ -10,7 +10,7 @@ import torch
 from prunebench.api import Method, RunContext, copy_backbone
 from prunebench.backbones import GatedResNet
 from prunebench.data import Dataset
-from prunebench.gates import GatePolicy, StaticChannelPolicy, random_scores
+from prunebench.gates import StaticChannelPolicy, UpfrontBlockGates, random_scores
 from prunebench.train import TrainSpec, fit
 
 
@@ -29,15 +29,12 @@ class Dense(Method):
         return copy_backbone(backbone, run.device)
 
 
-class RandomBlockPolicy(GatePolicy):
+class RandomBlockPolicy(UpfrontBlockGates):
     """Keeps exactly `blocks` residual blocks per sample, chosen uniformly at random.
 
     The draw is a hash of the image content and the seed, so the same image gets the same blocks
     in mask and skip mode and on every run, while different images get independent draws.
     """
-
-    gates_blocks = True
-    block_gates_upfront = True  # decided in begin
 
     def __init__(self, num_blocks: int, blocks: int, seed: int = 0):
         super().__init__()
@@ -48,9 +45,6 @@ class RandomBlockPolicy(GatePolicy):
         scores = random_scores(x, self.num_blocks, self.seed)
         top = scores.topk(self.blocks, dim=1).indices
         self.keep = torch.zeros(x.shape[0], self.num_blocks).scatter_(1, top, 1.0).to(x.device)
-
-    def block_gate(self, index, pooled):
-        return self.keep[:, index]
 
 
 class RandomDrop(Method):

@@ -15,7 +15,7 @@ from torch.distributions import Bernoulli
 from prunebench.api import Method, UserError, copy_backbone
 from prunebench.claims import Claim
 from prunebench.backbones import build_backbone
-from prunebench.gates import GatePolicy
+from prunebench.gates import UpfrontBlockGates
 from prunebench.train import TrainSpec, fit
 
 
@@ -46,11 +46,8 @@ def curriculum_decided(num_blocks: int, epoch: int) -> torch.Tensor:
     return decided
 
 
-class BlockDropPolicy(GatePolicy):
+class BlockDropPolicy(UpfrontBlockGates):
     """Keep-probabilities from a ResNet-8 on the image; block k runs iff s_k >= 0.5 (or as `given`)."""
-
-    gates_blocks = True
-    block_gates_upfront = True  # decided in begin
 
     def __init__(self, num_blocks: int, in_channels: int, width: int):
         super().__init__()
@@ -70,9 +67,6 @@ class BlockDropPolicy(GatePolicy):
         self.keep = (self.probabilities(x) >= 0.5).float()
         if self.forced_on is not None:
             self.keep[:, self.forced_on.to(x.device)] = 1.0
-
-    def block_gate(self, index, pooled):
-        return self.keep[:, index]
 
 
 class BlockDrop(Method):

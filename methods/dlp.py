@@ -23,7 +23,7 @@ from prunebench.api import Method, UserError, blocks_at_least, copy_backbone
 from prunebench.claims import FAILS, HOLDS, PARTLY, Claim, accuracy_at, fmt_acc, points, tally
 from prunebench.backbones import GatedResNet, build_backbone
 from prunebench.data import Dataset, Normalizer, batch_indices
-from prunebench.gates import GatePolicy, content_key, random_scores, top_k_mask
+from prunebench.gates import UpfrontBlockGates, content_key, random_scores, top_k_mask
 from prunebench.train import TrainSpec, fit, recalibrate_bn
 
 
@@ -35,11 +35,8 @@ def top_blocks(scores: torch.Tensor, blocks: int) -> torch.Tensor:
     return top_k_mask(scores, blocks).float()
 
 
-class RankPolicy(GatePolicy):
+class RankPolicy(UpfrontBlockGates):
     """Keeps each sample's top-`blocks` blocks by an importance score (exactly `blocks` of them)."""
-
-    gates_blocks = True
-    block_gates_upfront = True  # decided in begin
 
     def __init__(self, num_blocks: int):
         super().__init__()
@@ -52,9 +49,6 @@ class RankPolicy(GatePolicy):
 
     def begin(self, x):
         self.keep = top_blocks(self.scores(x), self.blocks)
-
-    def block_gate(self, index, pooled):
-        return self.keep[:, index]
 
 
 class DLPPolicy(RankPolicy):
@@ -108,15 +102,8 @@ class OraclePolicy(RankPolicy):
         return self.ranks[pos].float().to(x.device)
 
 
-class FixedMasks(GatePolicy):
+class FixedMasks(UpfrontBlockGates):
     """Block masks given per sample (the expert's candidate removals)."""
-
-    gates_blocks = True
-    block_gates_upfront = True  # decided in begin
-    keep: torch.Tensor
-
-    def block_gate(self, index, pooled):
-        return self.keep[:, index]
 
 
 class _BasicBlock(nn.Module):

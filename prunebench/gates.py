@@ -57,8 +57,8 @@ class GatePolicy(nn.Module):
     """
 
     gates_blocks: bool = False
-    # The block gates are decided in `begin` (block_gate ignores `pooled`, which is then None):
-    # skip mode reads them all before the first block, with one host sync for the whole pass.
+    # The block gates are decided in `begin` (see UpfrontBlockGates; block_gate ignores `pooled`,
+    # which is then None): skip mode reads them all before the first block, with one host sync.
     block_gates_upfront: bool = False
     gated_units: frozenset[str] = frozenset()
     parallel: bool = False
@@ -74,6 +74,18 @@ class GatePolicy(nn.Module):
     def channel_gate(self, unit: str, pooled: torch.Tensor) -> ChannelGate:
         """Channel gate for conv unit `unit` (e.g. 'blocks.3.conv1') from its pooled input."""
         raise NotImplementedError
+
+
+class UpfrontBlockGates(GatePolicy):
+    """Block gates decided from the input in `begin` (BlockDrop, DLP, random drop): `keep` holds the
+    (N, blocks) gates of the whole pass, column k for block k."""
+
+    gates_blocks = True
+    block_gates_upfront = True
+    keep: torch.Tensor
+
+    def block_gate(self, index, pooled):
+        return self.keep[:, index]
 
 
 class StaticChannelPolicy(GatePolicy):

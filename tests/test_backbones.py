@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from prunebench.backbones import build_backbone
-from prunebench.gates import ChannelGate, GatePolicy
+from prunebench.gates import ChannelGate, GatePolicy, UpfrontBlockGates
 
 
 class RandomGates(GatePolicy):
@@ -60,10 +60,9 @@ def test_mask_and_skip_modes_agree(name, shortcut, parallel):
         assert torch.equal(mask_trace.active_out[unit], skip_trace.active_out[unit]), unit
 
 
-class BlockGates(GatePolicy):
-    """Block gates drawn in begin: per block all open, all closed, 0/1 per row, or soft values."""
-
-    gates_blocks = True
+class BlockGates(UpfrontBlockGates):
+    """Block gates drawn in begin: per block all open, all closed, 0/1 per row, or soft values;
+    read up front by skip mode, or (upfront=False) block by block."""
 
     def __init__(self, upfront: bool, soft: bool):
         super().__init__()
@@ -76,10 +75,7 @@ class BlockGates(GatePolicy):
         if self.soft:
             gates = gates * torch.rand(n, k, generator=g)
         gates[:, 0::4], gates[:, 1::4] = 1.0, 0.0
-        self.gates = gates
-
-    def block_gate(self, index, pooled):
-        return self.gates[:, index]
+        self.keep = gates
 
 
 @pytest.mark.parametrize("name,shortcut", [("resnet20", "pad"), ("resnet20", "conv"), ("preresnet29", "pad")])
