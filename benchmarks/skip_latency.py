@@ -7,6 +7,7 @@ picks different channels per sample). Theory speedup = dense MACs / the accounta
 trace; realized = the plain reference's time (prunebench.plain: BN folded, channels_last, eager) /
 the gated network's skip-mode time; ratio = realized / theory.
 Usage: python benchmarks/skip_latency.py [--json rows.json] [--backbones resnet20 resnet56 resnet110]
+       [--gates block topk prefix]
 """
 
 import argparse
@@ -89,6 +90,7 @@ def paired_ms(fns, x, repeats: int) -> list[float]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", nargs="+", default=["resnet20", "resnet56", "resnet110"])
+    parser.add_argument("--gates", nargs="+", default=["block", "topk", "prefix"], choices=["block", "topk", "prefix"])
     parser.add_argument("--repeats", type=int, default=21, help="timed forward pairs per row at batch 1 (a third at 64)")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
@@ -105,7 +107,7 @@ def main():
             for batch in (1, 64):
                 repeats = args.repeats if batch == 1 else max(5, args.repeats // 3)
                 x = torch.randn(batch, *shape).contiguous(memory_format=torch.channels_last)
-                for gates in ("block", "topk", "prefix"):
+                for gates in args.gates:
                     cells = []
                     for keep in KEEPS:
                         net.policy = (RandomBlocks(net.num_blocks, keep) if gates == "block"
