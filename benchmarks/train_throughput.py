@@ -6,7 +6,7 @@ picks for >= 2000 steps, the optimizer from `make_optimizer`). A 2-core machine'
 (other tenants, clocks), so the two are timed in alternating short rounds (ABBA order) and the
 ratio is reported per round: its median and its spread. The one-time compilation is reported
 apart, and amortised over the default config's pretraining.
-Usage: python benchmarks/train_throughput.py [--rounds 12] [--steps 15] [--dataset fashion_mnist]
+Usage: python benchmarks/train_throughput.py [--rounds 12] [--steps 15] [--dataset fashion_mnist] [--threads N]
 The last line is `ratio <median harness / plain> (min .. max over rounds)`.
 """
 
@@ -65,7 +65,11 @@ def main():
     parser.add_argument("--steps", type=int, default=15, help="steps per loop per round")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--dataset", default="fashion_mnist")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); two "
+                        "--threads 1 runs side by side against one --threads 2 run: what a job should claim")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset, val_size=0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dataset} {tuple(data.train_x.shape[1:])}, "
           f"ResNet-20, batch {args.batch_size}, {args.rounds} rounds of {args.steps} steps each")
