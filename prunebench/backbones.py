@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .gates import ConvUnit, GatePolicy, Trace, count, scatter, take, union_index
+from .gates import ConvUnit, GatePolicy, Trace, UpfrontBlockGates, count, scatter, take, union_index
 
 SHORTCUTS = ("pad", "conv")  # pad: avg-pool stride 2 + zero channels (BlockDrop/DLP); conv: 1x1 conv + BN
 
@@ -441,7 +441,7 @@ class GatedResNet(nn.Module):
         ctx = _Pass(self.policy, mode == "skip", Trace() if record else None)
         if self.policy is not None:
             self.policy.begin(x)
-            if ctx.skip and self.policy.gates_blocks and self.policy.block_gates_upfront:
+            if ctx.skip and isinstance(self.policy, UpfrontBlockGates) and self.policy.block_gates_upfront:
                 ctx.decide_blocks(self.blocks)
         n = x.shape[0]
         gate = ctx.channel_gate("stem", lambda: x.mean((2, 3)))

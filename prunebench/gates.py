@@ -57,9 +57,6 @@ class GatePolicy(nn.Module):
     """
 
     gates_blocks: bool = False
-    # The block gates are decided in `begin` (see UpfrontBlockGates; block_gate ignores `pooled`,
-    # which is then None): skip mode reads them all before the first block, with one host sync.
-    block_gates_upfront: bool = False
     gated_units: frozenset[str] = frozenset()
     parallel: bool = False
     known_macs: float | None = None  # set when the policy's cost is known without fvcore (a lookup: 0)
@@ -78,7 +75,8 @@ class GatePolicy(nn.Module):
 
 class UpfrontBlockGates(GatePolicy):
     """Block gates decided from the input in `begin` (BlockDrop, DLP, random drop): `keep` holds the
-    (N, blocks) gates of the whole pass, column k for block k."""
+    (N, blocks) gates of the whole pass, column k for block k (block_gate ignores `pooled`). Skip mode
+    reads them all before the first block, with one host sync (unless `block_gates_upfront` is off)."""
 
     gates_blocks = True
     block_gates_upfront = True

@@ -62,7 +62,7 @@ def test_mask_and_skip_modes_agree(name, shortcut, parallel):
 
 class BlockGates(UpfrontBlockGates):
     """Block gates drawn in begin: per block all open, all closed, 0/1 per row, or soft values;
-    read up front by skip mode, or (upfront=False) block by block."""
+    read up front by skip mode, or (upfront=False) block by block as any other policy's."""
 
     def __init__(self, upfront: bool, soft: bool):
         super().__init__()
