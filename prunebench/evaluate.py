@@ -98,34 +98,42 @@ def latency(net: GatedResNet, data: Dataset, run: RunContext, *, batch_sizes=(1,
     # was cut from; and the honest one: that network as a plain module (prunebench.plain), no gate machinery.
     reference = net.dense_reference().to(device, memory_format=torch.channels_last).eval()
     plain = plain_reference(reference)
+    def dense(x):  # the reference may be `net` itself: without its policy for this call only
+        reference.policy = None
+        try:
+            return reference(x, mode="skip")
+        finally:
+            net.policy = policy
+
+    forwards = {"model_ms": lambda x: net(x, mode="skip"), "dense_ms": dense, "plain_dense_ms": plain}
     for bs in batch_sizes:
         # Cycle through different test images: a dynamic net's cost depends on the image.
         inputs = [normalize(x_test[(torch.arange(bs) + r * bs) % len(x_test)]) for r in range(repeats)]
-        row = {"model_ms": _median_ms(lambda x: net(x, mode="skip"), inputs, warmup, device)}
-        reference.policy = None  # the reference may be `net` itself
-        try:
-            row["dense_ms"] = _median_ms(lambda x: reference(x, mode="skip"), inputs, warmup, device)
-        finally:
-            net.policy = policy
-        row["plain_dense_ms"] = _median_ms(plain, inputs, warmup, device)
+        row = _paired_median_ms(forwards, inputs, warmup, device)
         row["speedup"] = row["dense_ms"] / row["model_ms"]  # against the dense network in the harness
         row["speedup_plain"] = row["plain_dense_ms"] / row["model_ms"]  # against the plain dense network
         result["batches"][str(bs)] = row
     return result
 
 
-def _median_ms(forward, inputs, warmup: int, device) -> float:
-    """Median milliseconds of `forward` over `inputs`, after `warmup` untimed calls."""
+def _paired_median_ms(forwards: dict, inputs, warmup: int, device) -> dict:
+    """Median milliseconds of each forward over `inputs`, after `warmup` untimed calls each. The
+    forwards take turns on every input (in reversed order every other input): a machine whose speed
+    drifts shifts all of them alike, so their ratios hold (timed one after another, two smoke runs'
+    dense times differed by a median 27 %)."""
+    names = list(forwards)
     for r in range(warmup):
-        forward(inputs[r % len(inputs)])
-    times = []
-    for x in inputs:
-        _sync(device)
-        t0 = time.perf_counter()
-        forward(x)
-        _sync(device)
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+        for name in names:
+            forwards[name](inputs[r % len(inputs)])
+    times = {name: [] for name in names}
+    for i, x in enumerate(inputs):
+        for name in (names if i % 2 == 0 else names[::-1]):
+            _sync(device)
+            t0 = time.perf_counter()
+            forwards[name](x)
+            _sync(device)
+            times[name].append((time.perf_counter() - t0) * 1000)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def _sync(device):
