@@ -64,7 +64,7 @@ class _Pass:
         any_on, all_on, hard = self.decided[index]
         if all_on and hard:
             return None, None, False
-        gate = self.policy.keep[:, index]
+        gate = self.policy.block_gate(index, None)
         if all_on:
             return gate, None, hard
         return gate, ((gate != 0).nonzero().flatten() if any_on else _NO_ROWS), hard
