@@ -326,6 +326,8 @@ def _add_branch(out, branch, rows, channels):
         if rows is None and not isinstance(channels, int):
             return out.index_add(1, channels, branch)
         branch = scatter(branch, channels, out.shape[1])
+    elif rows is not None:  # every channel on some rows (block gates): no zero-filled full-batch copy
+        return out.index_add(0, rows, branch)
     if rows is not None:
         branch = branch.new_zeros(out.shape[0], *branch.shape[1:]).index_copy_(0, rows, branch)
     return out + branch

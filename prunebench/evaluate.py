@@ -13,6 +13,7 @@ import torch
 from .backbones import GatedResNet
 from .data import Dataset, Normalizer, batch_indices
 from .flops import Accountant, controller_macs
+from .gates import UpfrontBlockGates
 from .plain import plain_reference
 from .run import RunContext
 
@@ -26,7 +27,9 @@ class EvalResult:
 @torch.no_grad()
 def evaluate(net: GatedResNet, data: Dataset, run: RunContext, *, split: str = "test",
              batch_size: int = 256, accountant: Accountant | None = None) -> EvalResult:
-    """Run the split in mask mode, collect the trace, count MACs with the one accountant."""
+    """Run the split, collect the trace, count MACs with the one accountant. Block gates decided up front
+    (or none) run in skip mode, where a skipped block costs nothing (the conformance kit checks that skip
+    and mask mode agree in logits and trace); every other policy in mask mode."""
     device = torch.device(run.device)
     net.to(device).eval()
     accountant = accountant or Accountant(net, (data.in_channels, *data.image_size))
@@ -34,9 +37,10 @@ def evaluate(net: GatedResNet, data: Dataset, run: RunContext, *, split: str = "
     net.to(memory_format=torch.channels_last)
     normalize = Normalizer(data.mean, data.std, device, torch.channels_last)
     x_all, y_all = data.split(split)
+    mode = "skip" if net.policy is None or isinstance(net.policy, UpfrontBlockGates) else "mask"
     preds, trace = [], None
     for idx in batch_indices(len(y_all), batch_size, shuffle=False):
-        logits, t = net.run(normalize(x_all[idx]))
+        logits, t = net.run(normalize(x_all[idx]), mode)
         preds.append(logits.argmax(1).cpu())
         t = _to_cpu(t)
         trace = t if trace is None else trace.cat(t)
