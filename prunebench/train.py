@@ -223,13 +223,13 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
         # Validated after the last epoch only: only the final value is used (a pass over 5,000 images
         # each epoch cost ~15 % of a 20,000-image fine-tuning epoch on a 2-core CPU).
         last = epoch == spec.epochs - 1
-        val_acc = accuracy(net, data.val_x, data.val_y, normalize) if last and len(data.val_x) else float("nan")
+        val_acc = accuracy(net, data.val_x, data.val_y, normalize) if last and len(data.val_x) else None  # JSON null
         history.append(dict(epoch=epoch + 1, train_loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
                             val_acc=val_acc, lr=optimizer.param_groups[0]["lr"], seconds=seconds,
                             images_per_s=seen / seconds))
         run.log.info("%s epoch %d/%d: loss %.4f %s %.4f%s (%.0f img/s)", name, epoch + 1, spec.epochs,
                      history[-1]["train_loss"], metric_name, history[-1]["train_acc"],
-                     f" val {val_acc:.4f}" if last else "", seen / seconds)
+                     "" if val_acc is None else f" val {val_acc:.4f}", seen / seconds)
         if ckpt_path is not None:
             save_torch(dict(epoch=epoch, model=net.state_dict(), optimizer=optimizer.state_dict(),
                             rng=_rng_states(), history=history, settings=settings), ckpt_path)
