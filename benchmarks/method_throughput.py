@@ -1,5 +1,5 @@
-"""Images/s of a method's own fine-tuning step with the harness's layout (channels_last) against the
-same step on contiguous tensors (a plain eager loop's layout).
+"""Images/s of a method's own fine-tuning step as the harness runs it (channels_last, bf16 autocast
+where `precision: auto` picks it) against the same step as a plain eager loop (contiguous, fp32).
 
 Each round runs the method's real `train` with a short schedule: its other stages shrink to a few
 batches, the timed stage (FBS at d = 0.5, DLP's joint fine-tuning) trains `--images`
@@ -36,7 +36,7 @@ class StageSpeed(logging.Handler):
             self.images_per_s = float(match.group(1))
 
 
-def stage_speed(name: str, data, images: int, channels_last: bool) -> float:
+def stage_speed(name: str, data, images: int, harness: bool) -> float:
     method = get_method(name)
     budget, stage, logged = TIMED[name]
     hp = method.resolve_hp(method.quick_hp)
@@ -45,7 +45,8 @@ def stage_speed(name: str, data, images: int, channels_last: bool) -> float:
             hp[key] = {**value, "epochs": 1, "epoch_images": 256}
     if "recalibrate_images" in hp:
         hp["recalibrate_images"] = 256
-    hp[stage] = {**method.hyperparameters[stage], "epochs": 1, "epoch_images": images, "channels_last": channels_last}
+    hp[stage] = {**method.hyperparameters[stage], "epochs": 1, "epoch_images": images,
+                 "channels_last": harness, "precision": "auto" if harness else "fp32"}
     torch.manual_seed(0)
     backbone = build_backbone("resnet20", data.num_classes, data.in_channels)
     run = RunContext(progress=False)
@@ -79,8 +80,8 @@ def main():
             for loop in (("plain", "harness") if r % 2 == 0 else ("harness", "plain")):
                 speeds[loop].append(stage_speed(name, data, args.images, loop == "harness"))
         ratios = sorted(h / p for h, p in zip(speeds["harness"], speeds["plain"]))
-        print(f"{name} {TIMED[name][2]}: plain (contiguous) {statistics.median(speeds['plain']):.1f} images/s, "
-              f"harness (channels_last) {statistics.median(speeds['harness']):.1f}; ratio "
+        print(f"{name} {TIMED[name][2]}: plain (contiguous, fp32) {statistics.median(speeds['plain']):.1f} images/s, "
+              f"harness {statistics.median(speeds['harness']):.1f}; ratio "
               f"{statistics.median(ratios):.2f} ({ratios[0]:.2f} .. {ratios[-1]:.2f} over rounds)")
 
 

@@ -1,12 +1,13 @@
 """Images/s of the harness training step vs a plain eager PyTorch step: same model, data, batch.
 
-The plain step: contiguous tensors, eager mode, crop+flip on tensors. The harness step: what
+The plain step: contiguous tensors, eager mode, fp32, crop+flip on tensors. The harness step: what
 prunebench's `fit` runs for a pretraining job (channels_last, torch.compile as `compile: auto`
-picks for >= 2000 steps, the optimizer from `make_optimizer`). A 2-core machine's speed drifts
+picks for >= 2000 steps, bf16 autocast where `precision: auto` picks it, the optimizer from
+`make_optimizer`); `--precision fp32` times the harness without autocast. A 2-core machine's speed drifts
 (other tenants, clocks), so the two are timed in alternating short rounds (ABBA order) and the
 ratio is reported per round: its median and its spread. The one-time compilation is reported
 apart, and amortised over the default config's pretraining.
-Usage: python benchmarks/train_throughput.py [--rounds 12] [--steps 15] [--dataset fashion_mnist] [--threads N]
+Usage: python benchmarks/train_throughput.py [--rounds 12] [--steps 15] [--dataset fashion_mnist] [--threads N] [--precision auto]
 The last line is `ratio <median harness / plain> (min .. max over rounds)`.
 """
 
@@ -20,17 +21,18 @@ import torch.nn.functional as F
 from prunebench.api import RunContext
 from prunebench.backbones import build_backbone
 from prunebench.data import Dataset, Normalizer, augment, batch_indices, load_dataset
-from prunebench.train import TrainSpec, _maybe_compile, make_optimizer
+from prunebench.train import TrainSpec, _maybe_compile, autocast_dtype, make_optimizer
 
 
 class Loop:
     """One training loop over endless shuffled batches; `run(steps)` returns its seconds."""
 
-    def __init__(self, data: Dataset, batch_size: int, harness: bool):
+    def __init__(self, data: Dataset, batch_size: int, harness: bool, precision: str = "auto"):
         torch.manual_seed(0)
         self.data, self.gen = data, torch.Generator().manual_seed(0)
         net = build_backbone("resnet20", data.num_classes, data.in_channels)
-        spec = TrainSpec(batch_size=batch_size, lr=0.05, compile="on")
+        spec = TrainSpec(batch_size=batch_size, lr=0.05, compile="on", precision=precision)
+        self.dtype = autocast_dtype(spec, torch.device("cpu")) if harness else None
         fmt = torch.channels_last if harness else torch.contiguous_format
         net.to(memory_format=fmt).train()
         self.opt = (make_optimizer(net.parameters(), spec) if harness else
@@ -52,7 +54,8 @@ class Loop:
         for _ in range(steps):
             idx = self._next()
             x = self.normalize(augment(self.data.train_x[idx], pad=2, flip=True, generator=self.gen))
-            loss = F.cross_entropy(self.model(x), self.data.train_y[idx])
+            with torch.autocast("cpu", dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+                loss = F.cross_entropy(self.model(x), self.data.train_y[idx])
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -67,13 +70,15 @@ def main():
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); two "
                         "--threads 1 runs side by side against one --threads 2 run: what a job should claim")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="the harness's")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset, val_size=0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dataset} {tuple(data.train_x.shape[1:])}, "
           f"ResNet-20, batch {args.batch_size}, {args.rounds} rounds of {args.steps} steps each")
-    plain, harness = Loop(data, args.batch_size, False), Loop(data, args.batch_size, True)
+    plain, harness = Loop(data, args.batch_size, False), Loop(data, args.batch_size, True, args.precision)
+    print(f"harness steps in {'fp32' if harness.dtype is None else 'bf16 autocast'} (precision {args.precision})")
     first = harness.run(args.steps)  # compiles
     plain.run(5)
     compile_s = first - harness.run(args.steps)

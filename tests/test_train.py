@@ -3,7 +3,7 @@ import torch
 
 from prunebench.api import RunContext, UserError
 from prunebench.backbones import build_backbone
-from prunebench.train import TrainSpec, fit, lr_factor
+from prunebench.train import TrainSpec, autocast_dtype, fit, lr_factor, native_bf16
 
 
 def small_net(data):
@@ -26,6 +26,26 @@ def test_spec_rejects_unknown_keys_and_values():
         TrainSpec.from_dict({"epoch": 3}, "pretrain")
     with pytest.raises(UserError, match="pretrain.schedule"):
         TrainSpec.from_dict({"schedule": "linear"}, "pretrain")
+    with pytest.raises(UserError, match="pretrain.precision must be one of"):
+        TrainSpec.from_dict({"precision": "fp16"}, "pretrain")
+
+
+def test_precision_auto_follows_the_hardware_and_bf16_training_is_deterministic(tiny):
+    cpu = torch.device("cpu")
+    assert autocast_dtype(TrainSpec(precision="fp32"), cpu) is None
+    assert autocast_dtype(TrainSpec(precision="bf16"), cpu) is torch.bfloat16
+    assert autocast_dtype(TrainSpec(precision="auto"), cpu) is (torch.bfloat16 if native_bf16(cpu) else None)
+    _, data = tiny
+    runs = []
+    for precision in ("bf16", "bf16", "fp32"):
+        net = small_net(data)
+        history = fit(net, data, TrainSpec(epochs=2, batch_size=64, lr=0.05, compile="off", precision=precision),
+                      RunContext(seed=1))
+        assert history[-1]["train_loss"] < history[0]["train_loss"]
+        assert all(p.dtype == torch.float32 for p in net.state_dict().values() if p.is_floating_point())
+        runs.append(net.state_dict())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])  # a seed fixes a bf16 run too
+    assert not all(torch.equal(runs[0][k], runs[2][k]) for k in runs[0])  # and bf16 did run in bf16
 
 
 def test_training_learns_and_is_deterministic(tiny):
