@@ -89,14 +89,16 @@ def _to_cpu(trace):
 
 @torch.no_grad()
 def latency(net: GatedResNet, data: Dataset, run: RunContext, *, batch_sizes=(1, 64), warmup: int = 5,
-            repeats: int = 30) -> dict:
-    """Median wall-clock time of skip-mode forwards on test images, beside the dense backbone's."""
+            repeats: int | list[int] = 30) -> dict:
+    """Median wall-clock time of skip-mode forwards on test images, beside the dense backbone's, with
+    the interquartile range; `repeats`: one count, or one per batch size."""
+    counts = list(repeats) if isinstance(repeats, (list, tuple)) else [repeats] * len(batch_sizes)
     device = torch.device(run.device)
     net.to(device, memory_format=torch.channels_last).eval()
     normalize = Normalizer(data.mean, data.std, device, torch.channels_last)
     x_test = data.test_x
     result = {"device": _device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "warmup": warmup, "repeats": repeats, "batches": {}}
+              "warmup": warmup, "repeats": counts, "batches": {}}
     policy = net.policy
     # The dense reference in the harness: the same network without its policy, or the unpruned one it
     # was cut from; and the honest one: that network as a plain module (prunebench.plain), no gate machinery.
@@ -110,9 +112,9 @@ def latency(net: GatedResNet, data: Dataset, run: RunContext, *, batch_sizes=(1,
             net.policy = policy
 
     forwards = {"model_ms": lambda x: net(x, mode="skip"), "dense_ms": dense, "plain_dense_ms": plain}
-    for bs in batch_sizes:
+    for bs, count in zip(batch_sizes, counts):
         # Cycle through different test images: a dynamic net's cost depends on the image.
-        inputs = [normalize(x_test[(torch.arange(bs) + r * bs) % len(x_test)]) for r in range(repeats)]
+        inputs = [normalize(x_test[(torch.arange(bs) + r * bs) % len(x_test)]) for r in range(count)]
         row = _paired_median_ms(forwards, inputs, warmup, device)
         row["speedup"] = row["dense_ms"] / row["model_ms"]  # against the dense network in the harness
         row["speedup_plain"] = row["plain_dense_ms"] / row["model_ms"]  # against the plain dense network
@@ -137,7 +139,11 @@ def _paired_median_ms(forwards: dict, inputs, warmup: int, device) -> dict:
             forwards[name](x)
             _sync(device)
             times[name].append((time.perf_counter() - t0) * 1000)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    row = {name: statistics.median(ts) for name, ts in times.items()}
+    for name, ts in times.items():  # the spread: interquartile range
+        q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
+        row[f"{name}_iqr"] = [q[0], q[2]]
+    return row
 
 
 def _sync(device):

@@ -49,6 +49,8 @@ def summary_table(eval_jsons, latency_jsons=()) -> pd.DataFrame:
         row = {k: s.get(k) for k in KEYS}
         for bs, r in s["batches"].items():
             row[f"latency_b{bs}_ms"] = r["model_ms"]
+            if "model_ms_iqr" in r:  # the interquartile range over the repeats, as a share of the median
+                row[f"latency_b{bs}_spread"] = (r["model_ms_iqr"][1] - r["model_ms_iqr"][0]) / r["model_ms"]
             row[f"dense_latency_b{bs}_ms"] = r["dense_ms"]
             row[f"speedup_b{bs}"] = r["speedup"]
             if "speedup_plain" in r:  # realized against the plain dense network, and as a share of the MACs speedup

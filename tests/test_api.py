@@ -68,6 +68,9 @@ def test_config_errors_name_the_key_path():
         validate({"methods": {"uniform_width": {"train_budgets": [0.5], "eval_budgets": [0.5]}}})
     with pytest.raises(UserError, match="unknown config key 'methods.blockdrop.hp.curriculum.epochz'"):
         validate({"methods": {"blockdrop": {"train_budgets": [1], "hp": {"curriculum": {"epochz": 3}}}}})
+    with pytest.raises(UserError, match="'latency.repeats' must be a positive integer, or one per"):
+        validate({"latency": {"batch_sizes": [1, 64], "repeats": [30]}})
+    assert validate({"latency": {"batch_sizes": [1, 64], "repeats": [30, 10]}})["latency"]["repeats"] == [30, 10]
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "paper-cifar10.yaml"])

@@ -72,6 +72,18 @@ def chain_start(w):
                       train_budget=budget_str(min(larger))) + "/model.pt"
 
 
+def waiting_models(w, artifact: bool = False) -> int:
+    """How many trained models wait on a job (its scheduling priority): an artifact holds up every budget of
+    its method and the models derived from them; a trained model, its derived models and, on a chain, the
+    smaller budgets. So DLP's expert ranks (DLP and four derived models) start first: the longest chain."""
+    derived = sum(parent == w.method for parent in DERIVED.values())
+    budgets = method_budgets(CFG, w.method, w.backbone)[0]
+    if artifact:
+        return len(budgets) * (1 + derived)
+    smaller = [b for b in budgets if float(b) < float(w.train_budget)] if w.method in CHAINED else []
+    return derived + len(smaller)
+
+
 def train_inputs(w):
     """A trained method's inputs: the pretrained backbone, its artifacts and a chained method's start model;
     a derived one's: its parent's model (and the backbone, which a control may run)."""
