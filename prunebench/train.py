@@ -157,7 +157,7 @@ def native_bf16(device: torch.device) -> bool:
 def autocast_dtype(spec: TrainSpec, device: torch.device) -> torch.dtype | None:
     """bf16 autocast for a training step (convs and linears in bf16; BN statistics, losses and
     weights in fp32), or None for fp32. `auto` picks bf16 where the hardware has bf16 dot products
-    (1.6-1.7x a ResNet-20 step on a 2-core AVX512-BF16 CPU); emulated there it would be slower.
+    (a ResNet-20 step 1.6-1.7x on one core of an AVX512-BF16 CPU; emulated bf16 would be slower).
     The choice depends on the machine, not on a timing, so a seed still fixes a run. Evaluation,
     MAC counts and every method's search stay in fp32."""
     if spec.precision == "bf16" or (spec.precision == "auto" and native_bf16(device)):
