@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from prunebench.api import RunContext
 from prunebench.backbones import build_backbone
 from prunebench.data import Dataset, Normalizer, augment, batch_indices, load_dataset
-from prunebench.train import TrainSpec, _maybe_compile, autocast_dtype, make_optimizer
+from prunebench.train import TrainSpec, _maybe_compile, autocast_dtype, make_optimizer, step_autocast
 
 
 class Loop:
@@ -54,7 +54,7 @@ class Loop:
         for _ in range(steps):
             idx = self._next()
             x = self.normalize(augment(self.data.train_x[idx], pad=2, flip=True, generator=self.gen))
-            with torch.autocast("cpu", dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            with step_autocast(self.dtype, torch.device("cpu")):
                 loss = F.cross_entropy(self.model(x), self.data.train_y[idx])
             self.opt.zero_grad(set_to_none=True)
             loss.backward()

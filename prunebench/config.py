@@ -82,9 +82,8 @@ def validate(raw: dict) -> dict:
     if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) and x >= 0 for x in seeds):
         raise UserError("config key 'seeds' must be a non-empty list of non-negative integers")
     repeats, batch_sizes = cfg["latency"]["repeats"], cfg["latency"]["batch_sizes"]
-    per_batch = repeats if isinstance(repeats, list) else [repeats]
-    if (isinstance(repeats, list) and len(repeats) != len(batch_sizes)) or not all(
-            isinstance(r, int) and r >= 1 for r in per_batch):
+    counts = repeats if isinstance(repeats, list) else [repeats] * len(batch_sizes)
+    if len(counts) != len(batch_sizes) or not all(isinstance(r, int) and r >= 1 for r in counts):
         raise UserError(f"config key 'latency.repeats' must be a positive integer, or one per latency.batch_sizes "
                         f"(e.g. [30, 10] for [1, 64]), not {repeats!r}")
     for name, entry in (cfg["methods"] or {}).items():

@@ -165,6 +165,11 @@ def autocast_dtype(spec: TrainSpec, device: torch.device) -> torch.dtype | None:
     return None
 
 
+def step_autocast(dtype: torch.dtype | None, device: torch.device):
+    """The context a training step runs in: autocast to `dtype`, or nothing (fp32) for None."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name: str = "train",
         loss_fn: Callable = cross_entropy_loss, params=None, model_for_loss: nn.Module | None = None,
         on_epoch_start: Callable[[int], None] | None = None, metric: Callable | None = None,
@@ -205,7 +210,7 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
     model_for_loss = model if model_for_loss is None else model_for_loss
 
     def forward_loss(m, x, y):
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with step_autocast(dtype, device):
             return loss_fn(m, x, y)
 
     if dtype is not None:
