@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .gates import ConvUnit, GatePolicy, Trace, UpfrontBlockGates, count, scatter, take, union_index
+from .gates import (ConvUnit, GatePolicy, Trace, UpfrontBlockGates, add_rows_, count, scatter, select_rows, take,
+                    union_index)
 
 SHORTCUTS = ("pad", "conv")  # pad: avg-pool stride 2 + zero channels (BlockDrop/DLP); conv: 1x1 conv + BN
 
@@ -190,7 +191,7 @@ class ResidualBlock(nn.Module):
                 branch = branch * block_gate.view(-1, 1, 1, 1)
             out = shortcut_out + branch
         if self.post_relu:
-            out = F.relu(out)
+            out = out.relu_() if ctx.skip else F.relu(out)  # skip mode: out is this block's own tensor
         if ctx.trace is None and not ctx.skip:
             return out, None
         # The add is the union of what the branch produced and what the shortcut carried.
@@ -211,13 +212,13 @@ class ResidualBlock(nn.Module):
         sc = self.shortcut
         out = x if sc is None else sc(x) if isinstance(sc, PadShortcut) else sc.forward_sliced(x, None, None, None)
         if rows is None or len(rows):
-            h, _ = self._branch_input(x if rows is None else x.index_select(0, rows), None, ctx)
+            h, _ = self._branch_input(x if rows is None else select_rows(x, rows), None, ctx)
             for name in self.unit_names:
                 h = getattr(self, name).forward_sliced(h, None, None, None)
             if not hard:
                 h = _scale_rows(h, block_gate, rows)
             # in place, on the rows that ran only: no zero-filled full-batch copy of the branch
-            out = out.add_(h) if rows is None else out.index_add_(0, rows, h)
+            out = out.add_(h) if rows is None else add_rows_(out, rows, h)
         return out.relu_() if self.post_relu else out
 
     def _shortcut_only(self, x, stream, ctx: _Pass):
@@ -284,7 +285,7 @@ class ResidualBlock(nn.Module):
                 if len(rows) == 0:
                     return None, None, None, self._no_rows_left(k, n, x, stream, ctx, run)
                 cur_rows = rows
-                h = h.index_select(0, rows)
+                h = select_rows(h, rows)
             unit, full = getattr(self, name), self.prefix + name
             width_in = unit.conv.in_channels
             gate = ctx.channel_gate(full, lambda: _scatter_pooled(h, n, width_in, cur_rows, in_idx))
@@ -318,19 +319,17 @@ class ResidualBlock(nn.Module):
 
 
 def _add_branch(out, branch, rows, channels):
-    """out + branch, where branch holds only `rows` and `channels` of out (None: all; branch None:
-    nothing ran). One scatter per sliced dimension: measured cheaper than building a full copy."""
+    """out + branch in place on out (skip mode is inference, and out, the shortcut's output or the
+    block input, is read by no one after this block), where branch holds only `rows` and `channels`
+    of out (None: all; branch None: nothing ran). The rows are added where they go, with no
+    zero-filled full-batch copy."""
     if branch is None:
         return out
     if channels is not None:
         if rows is None and not isinstance(channels, int):
-            return out.index_add(1, channels, branch)
+            return out.index_add_(1, channels, branch)
         branch = scatter(branch, channels, out.shape[1])
-    elif rows is not None:  # every channel on some rows (block gates): no zero-filled full-batch copy
-        return out.index_add(0, rows, branch)
-    if rows is not None:
-        branch = branch.new_zeros(out.shape[0], *branch.shape[1:]).index_copy_(0, rows, branch)
-    return out + branch
+    return out.add_(branch) if rows is None else add_rows_(out, rows, branch)
 
 
 def _scale_rows(h, block_gate, rows):
