@@ -151,36 +151,24 @@ def make_policy_net(kind: str, num_blocks: int, in_channels: int, width: int) ->
 def greedy_ranks(net: GatedResNet, images: torch.Tensor, labels: torch.Tensor, normalize: Normalizer,
                  batch_size: int = 64) -> torch.Tensor:
     """Per image, remove blocks one at a time, each time the one whose removal keeps the true-class
-    logit highest; a block's rank is the step it was removed at (0 = least important).
-
-    All candidates of one step run in one skip-mode forward over a stacked batch; K(K+1)/2
-    masked forwards per image. Backbone in eval mode, images as given (no augmentation).
+    logit highest (the lowest index on ties); a block's rank is the step it was removed at (0 = least
+    important). Each step's candidates in one skip-mode pass (`logits_dropping_each_block`), K steps
+    per image. Backbone in eval mode, images as given (no augmentation).
     """
     net.eval()
     k = net.num_blocks
-    saved, masks = net.policy, FixedMasks()
-    net.policy = masks
     out = torch.zeros(len(labels), k, dtype=torch.int16)
-    try:
-        for idx in batch_indices(len(labels), batch_size, shuffle=False):
-            x = normalize(images[idx])
-            y = labels[idx].to(x.device)
-            b = len(idx)
-            rows = torch.arange(b, device=x.device)
-            keep = torch.ones(b, k, dtype=torch.bool, device=x.device)
-            for step in range(k):
-                remaining = k - step
-                candidates = keep.nonzero()[:, 1].view(b, remaining)  # each row's blocks, in index order
-                trial = keep[:, None, :].repeat(1, remaining, 1)
-                trial.scatter_(2, candidates[:, :, None], False)  # trial r drops candidate r
-                masks.keep = trial.view(b * remaining, k).float()
-                logits = net(x.repeat_interleave(remaining, 0), mode="skip")
-                true_logit = logits.gather(1, y.repeat_interleave(remaining)[:, None]).view(b, remaining)
-                removed = candidates.gather(1, true_logit.argmax(1, keepdim=True)).squeeze(1)  # first max on ties
-                out[idx, removed.cpu()] = step
-                keep[rows, removed] = False
-    finally:
-        net.policy = saved
+    for idx in batch_indices(len(labels), batch_size, shuffle=False):
+        x = normalize(images[idx])
+        y = labels[idx].to(x.device)
+        rows = torch.arange(len(idx), device=x.device)
+        keep = torch.ones(len(idx), k, dtype=torch.bool, device=x.device)
+        for step in range(k):
+            logits = net.logits_dropping_each_block(x, keep)
+            true_logit = logits[rows, :, y].masked_fill(~keep, float("-inf"))
+            removed = true_logit.argmax(1)  # the first maximum: the lowest index on ties
+            out[idx, removed.cpu()] = step
+            keep[rows, removed] = False
     return out
 
 

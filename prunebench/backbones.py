@@ -434,6 +434,43 @@ class GatedResNet(nn.Module):
         """Logits and the trace of what ran."""
         return self._forward(x, mode, record=True)
 
+    @torch.no_grad()
+    def logits_dropping_each_block(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """(N, blocks, classes): for sample n and each block j it keeps (`keep`: (N, blocks) bool), the
+        logits of the network that runs keep[n] without j; zeros where keep[n, j] is False. Skip mode.
+
+        Each of these networks shares the blocks before j with the one of keep[n], so they branch off it
+        at j: a row per (sample, dropped block) from there on, about half the blocks of one forward per
+        candidate (DLP's greedy expert asks this K times per image)."""
+        if self.training:
+            raise RuntimeError("logits_dropping_each_block is for inference: call net.eval()")
+        n, k = keep.shape
+        keep = keep.to(x.device)
+        h = self.stem.forward_sliced(x, None, None, None)
+        image = torch.arange(n, device=x.device)  # the sample of each row: rows 0..n-1 drop nothing
+        dropped = torch.full((n,), -1, device=x.device)
+        gates, bare = UpfrontBlockGates(), _Pass(None, True, None)
+        for i, block in enumerate(self.blocks):
+            branching = keep[:, i].nonzero().flatten()  # the samples whose networks drop block i from here
+            start = select_rows(h, branching)  # before the block: the lean path adds to h in place
+            gates.keep = keep[image, i].float()[:, None].expand(-1, k)  # a row drops i from its own start
+            ctx = _Pass(gates, True, None)
+            ctx.decide_blocks([block])
+            h, _ = block(h, None, ctx)
+            if len(branching):
+                h = torch.cat([h, block._shortcut_only(start, None, bare)[0]])
+                image = torch.cat([image, branching])
+                dropped = torch.cat([dropped, torch.full_like(branching, i)])
+        logits = self._head(h)
+        out = logits.new_zeros(n, k, logits.shape[1])
+        out[image[n:], dropped[n:]] = logits[n:]
+        return out
+
+    def _head(self, h):
+        if self.head_norm is not None:
+            h = F.relu(self.head_norm(h))
+        return self.fc(h.mean((2, 3)))
+
     def _forward(self, x, mode, record):
         if mode not in ("mask", "skip"):
             raise ValueError(f"mode must be 'mask' or 'skip', not {mode!r}")
@@ -458,10 +495,9 @@ class GatedResNet(nn.Module):
         stream = gate.active if gate is not None else None
         for block in self.blocks:
             h, stream = block(h, stream, ctx)
+        logits = self._head(h)
         if self.head_norm is not None:
-            h = F.relu(self.head_norm(h))
             stream = None
-        logits = self.fc(h.mean((2, 3)))
         if record:
             ctx.record("fc", count(stream, n, self.fc.in_features, x.device),
                        count(None, n, self.fc.out_features, x.device), None, None)
