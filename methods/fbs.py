@@ -83,9 +83,9 @@ def gated_units(net: GatedResNet, gate_stem: bool) -> list[str]:
     return [u for u in units if net.unit(u).norm is not None]
 
 
-def density_steps(target: float, steps: list) -> list[float]:
-    """The densities below d = 1 fine-tuned in turn: every configured step above the target, then the target."""
-    return sorted({target, *(float(s) for s in steps if target < s < 1.0)} - {1.0}, reverse=True)
+def density_steps(target: float, steps: list, start: float = 1.0) -> list[float]:
+    """The densities below `start` fine-tuned in turn: every configured step above the target, then the target."""
+    return sorted({target, *(float(s) for s in steps if target < s < start)} - {start}, reverse=True)
 
 
 class FBS(Method):
@@ -98,6 +98,9 @@ class FBS(Method):
     name = "fbs"
     knob = "density"
     test_time_knob = False
+    # d is lowered step by step, fine-tuning at each step (sec. 4): the train budgets are those steps,
+    # each continuing from the model fine-tuned at the next larger density (run.start).
+    chained = True
     # The d = 1 stage does not depend on the target density: made once per backbone (prepare).
     artifacts = {"full_density": ("gate_stem", "beta_init", "l1", "init_std", "warmup", "full_density")}
     hyperparameters = {
@@ -156,10 +159,14 @@ class FBS(Method):
     def train(self, backbone, data, budget, hp, run):
         if not all(isinstance(s, (int, float)) and 0 < s <= 1 for s in hp["steps"]):
             raise UserError(f"fbs: steps must be densities in (0, 1], got {hp['steps']!r}")
-        net = self._gated(backbone, hp, run)
-        full = run.artifact("full_density", lambda: self.prepare("full_density", backbone, data, hp, run))
-        net.load_state_dict(full["state"])
-        steps = density_steps(float(budget), hp["steps"])
+        start = run.start_model()
+        if start is not None:  # the chain's previous link: this method's model at a larger density
+            net = start.to(run.device)
+        else:
+            net = self._gated(backbone, hp, run)
+            full = run.artifact("full_density", lambda: self.prepare("full_density", backbone, data, hp, run))
+            net.load_state_dict(full["state"])
+        steps = density_steps(float(budget), hp["steps"], net.policy.density)
         for density in steps:
             net.policy.density = density
             last = density == steps[-1]
