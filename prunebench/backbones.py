@@ -23,6 +23,16 @@ SHORTCUTS = ("pad", "conv")  # pad: avg-pool stride 2 + zero channels (BlockDrop
 _NO_ROWS = torch.zeros(0, dtype=torch.long)  # a block no row runs
 
 
+def policy_call(hook, *args):
+    """A policy hook outside autocast, on fp32 inputs: in a bf16 training step the policy decides (top-k,
+    argmax, sampled actions) in the precision evaluation decides in, so training sees evaluation's gates."""
+    x = next(a for a in args if isinstance(a, torch.Tensor))
+    if not torch.is_autocast_enabled(x.device.type):
+        return hook(*args)
+    with torch.autocast(x.device.type, enabled=False):
+        return hook(*(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args))
+
+
 @dataclass
 class _Pass:
     """State of one forward pass, shared by the blocks."""
@@ -57,7 +67,7 @@ class _Pass:
         if self.policy is None or not self.policy.gates_blocks:
             return None, None, False
         if self.decided is None:
-            gate, hard = self.policy.block_gate(index, x.mean((2, 3))), False
+            gate, hard = policy_call(self.policy.block_gate, index, x.mean((2, 3))), False
             if not self.skip:
                 return gate, None, hard
             on = gate != 0
@@ -77,7 +87,7 @@ class _Pass:
     def channel_gate(self, unit: str, pooled_input):
         if self.policy is None or unit not in self.policy.gated_units:
             return None
-        return self.policy.channel_gate(unit, pooled_input())
+        return policy_call(self.policy.channel_gate, unit, pooled_input())
 
     def record_unit(self, unit_name: str, k: int, unit, in_mask, gate, run, n: int, device):
         """Record branch unit `k`: its input channels, and the outputs it computes (all of them in
@@ -188,7 +198,7 @@ class ResidualBlock(nn.Module):
         else:
             branch, branch_mask = self._branch_mask(x, stream, ctx, run)
             if block_gate is not None:
-                branch = branch * block_gate.view(-1, 1, 1, 1)
+                branch = branch * block_gate.view(-1, 1, 1, 1).to(branch.dtype)
             out = shortcut_out + branch
         if self.post_relu:
             out = out.relu_() if ctx.skip else F.relu(out)  # skip mode: out is this block's own tensor
@@ -238,9 +248,9 @@ class ResidualBlock(nn.Module):
         h = self.pre_norm(x)
         gate = ctx.channel_gate(self.pre_gate, lambda: x.mean((2, 3)))
         if gate is not None:
-            h = h * gate.scale[:, :, None, None]
+            h = h * gate.scale[:, :, None, None].to(h.dtype)
             if gate.shift is not None:
-                h = h + gate.shift[:, :, None, None]
+                h = h + gate.shift[:, :, None, None].to(h.dtype)
             if ctx.trace is not None:
                 ctx.trace.gated_active[self.pre_gate] = gate.active.sum(1).float()
         return F.relu(h), (gate.active if gate is not None else None)
@@ -478,7 +488,7 @@ class GatedResNet(nn.Module):
             raise RuntimeError("skip mode is for inference: call net.eval() and use torch.no_grad()")
         ctx = _Pass(self.policy, mode == "skip", Trace() if record else None)
         if self.policy is not None:
-            self.policy.begin(x)
+            policy_call(self.policy.begin, x)
             if ctx.skip and isinstance(self.policy, UpfrontBlockGates) and self.policy.block_gates_upfront:
                 ctx.decide_blocks(self.blocks)
         n = x.shape[0]

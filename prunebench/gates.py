@@ -154,10 +154,10 @@ class ConvUnit(nn.Module):
         h = self.conv(x)
         if self.norm is not None:
             h = self.norm(h)
-        if gate is not None:
-            h = h * gate.scale[:, :, None, None]
+        if gate is not None:  # in the activations' precision (a bf16 step's gates are fp32)
+            h = h * gate.scale[:, :, None, None].to(h.dtype)
             if gate.shift is not None:
-                h = h + gate.shift[:, :, None, None]
+                h = h + gate.shift[:, :, None, None].to(h.dtype)
         return F.relu(h) if self.relu else h
 
     def forward_sliced(self, x: torch.Tensor, in_idx: torch.Tensor | None, out_idx: torch.Tensor | None,

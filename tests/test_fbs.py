@@ -108,3 +108,22 @@ def test_a_chained_density_continues_from_the_larger_ones_model(tiny, tmp_path):
     first_state = first.state_dict()  # no epoch at 0.5: the start's weights, unchanged
     assert all(torch.equal(v, first_state[k]) for k, v in second.state_dict().items())
 
+
+def test_a_bf16_step_decides_its_gates_in_fp32(tiny):
+    """Evaluation runs in fp32: under a training step's bf16 autocast the policy still sees fp32 inputs
+    and decides outside autocast, so the winners it trains with are those it is evaluated with."""
+    from prunebench.train import step_autocast
+
+    backbone, data = tiny
+    net, units = _fbs(backbone, 0.5)
+    decide, seen = net.policy.channel_gate, []
+
+    def spy(unit, pooled):
+        gate = decide(unit, pooled)
+        seen.append((pooled.dtype, torch.is_autocast_enabled("cpu"), gate.scale.dtype))
+        return gate
+
+    net.policy.channel_gate = spy
+    with step_autocast(torch.bfloat16, torch.device("cpu")):
+        net.train()(Normalizer(data.mean, data.std)(data.train_x[:8]))
+    assert len(seen) == len(units) and set(seen) == {(torch.float32, False, torch.float32)}
