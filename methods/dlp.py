@@ -368,7 +368,7 @@ class DLP(Method):
         start = time.perf_counter()
         ranks = greedy_ranks(net, data.train_x[indices], data.train_y[indices], normalize, hp["expert_batch"])
         per_s = len(indices) / (time.perf_counter() - start)
-        run.log.info("dlp expert: %d images, %.1f images/s (%d masked forwards each)", len(indices), per_s,
+        run.log.info("dlp expert: %d images, %.1f images/s (%d candidate networks each)", len(indices), per_s,
                      net.num_blocks * (net.num_blocks + 1) // 2)
         return {"ranks": ranks, "images_per_s": per_s}
 
