@@ -45,8 +45,9 @@ class _PlainBlock(nn.Module):
             for conv, relu in zip(self.convs, self.relus):
                 h = conv(h)
                 if relu:
-                    h = F.relu(h)
-            out = out + h
+                    h = h.relu_()
+            # in place on the branch's own output, as the skip path adds in place: a fair reference
+            return h.add_(out).relu_() if self.post_relu else h.add_(out)
         return F.relu(out) if self.post_relu else out
 
 

@@ -164,3 +164,18 @@ def test_a_unit_no_sample_keeps_runs_in_skip_mode():
         (a, ta), (b, _) = net.run(x, "mask"), net.run(x, "skip")
     assert torch.allclose(a, b, atol=1e-5)
     assert ta.active_out["blocks.0.conv1"].tolist() == [0, 0, 0] == ta.active_in["blocks.0.conv2"].tolist()
+
+
+@pytest.mark.parametrize("shortcut", ["pad", "conv"])
+def test_the_plain_reference_computes_the_networks_function(shortcut):
+    """The latency reference (BN folded, adds and ReLUs in place) is the same function as the network."""
+    from prunebench.plain import plain_reference
+
+    torch.manual_seed(0)
+    net = build_backbone("resnet20", 10, 1, shortcut=shortcut).eval()
+    for m in net.modules():  # non-trivial BN statistics and affine
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2), m.weight.data.uniform_(0.5, 1.5)
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(plain_reference(net)(x), net(x, mode="skip"), atol=1e-5)
