@@ -102,10 +102,6 @@ class OraclePolicy(RankPolicy):
         return self.ranks[pos].float().to(x.device)
 
 
-class FixedMasks(UpfrontBlockGates):
-    """Block masks given per sample (the expert's candidate removals)."""
-
-
 class _BasicBlock(nn.Module):
     def __init__(self, c_in, c_out, stride):
         super().__init__()

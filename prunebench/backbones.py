@@ -248,9 +248,7 @@ class ResidualBlock(nn.Module):
         h = self.pre_norm(x)
         gate = ctx.channel_gate(self.pre_gate, lambda: x.mean((2, 3)))
         if gate is not None:
-            h = h * gate.scale[:, :, None, None].to(h.dtype)
-            if gate.shift is not None:
-                h = h + gate.shift[:, :, None, None].to(h.dtype)
+            h = gate.apply(h)
             if ctx.trace is not None:
                 ctx.trace.gated_active[self.pre_gate] = gate.active.sum(1).float()
         return F.relu(h), (gate.active if gate is not None else None)

@@ -28,6 +28,11 @@ class ChannelGate:
     mask: torch.Tensor | None = None      # (N, C_out) bool, or None: scale != 0
     prefix: torch.Tensor | None = None    # (N,) int: the active channels are the first `prefix` (RNP)
 
+    def apply(self, h: torch.Tensor) -> torch.Tensor:
+        """scale * h + shift per sample and channel, in h's precision (a bf16 step's gates are fp32)."""
+        h = h * self.scale[:, :, None, None].to(h.dtype)
+        return h if self.shift is None else h + self.shift[:, :, None, None].to(h.dtype)
+
     @property
     def active(self) -> torch.Tensor:
         return self.scale != 0 if self.mask is None else self.mask
@@ -154,10 +159,8 @@ class ConvUnit(nn.Module):
         h = self.conv(x)
         if self.norm is not None:
             h = self.norm(h)
-        if gate is not None:  # in the activations' precision (a bf16 step's gates are fp32)
-            h = h * gate.scale[:, :, None, None].to(h.dtype)
-            if gate.shift is not None:
-                h = h + gate.shift[:, :, None, None].to(h.dtype)
+        if gate is not None:
+            h = gate.apply(h)
         return F.relu(h) if self.relu else h
 
     def forward_sliced(self, x: torch.Tensor, in_idx: torch.Tensor | None, out_idx: torch.Tensor | None,

@@ -5,7 +5,8 @@ import torch
 
 from prunebench.api import RunContext, get_method
 from prunebench.data import Normalizer
-from prunebench.methods.dlp import (FixedMasks, greedy_ranks, ranking_hinge_loss, removal_budget_weights,
+from prunebench.gates import UpfrontBlockGates
+from prunebench.methods.dlp import (greedy_ranks, ranking_hinge_loss, removal_budget_weights,
                                     top_blocks)
 
 
@@ -39,7 +40,7 @@ def test_greedy_removal_order_matches_brute_force(tiny, stages):
     normalize = Normalizer(data.mean, data.std)
     x, y = data.test_x[:6], data.test_y[:6]
     ranks = greedy_ranks(net, x, y, normalize, batch_size=4)
-    net.policy = FixedMasks()
+    net.policy = UpfrontBlockGates()  # block masks given per sample
     with torch.no_grad():
         for i in range(len(y)):
             assert ranks[i].tolist() == _brute_force_order(net, normalize(x[i:i + 1]), y[i])
