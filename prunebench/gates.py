@@ -149,6 +149,11 @@ class ConvUnit(nn.Module):
         self.__dict__.pop("_fold_cache", None)
         return super().train(mode)
 
+    def _apply(self, fn, *args, **kwargs):
+        # .to(device, dtype or memory format) swaps the tensors' storage without a version bump
+        self.__dict__.pop("_fold_cache", None)
+        return super()._apply(fn, *args, **kwargs)
+
     def __getstate__(self):
         state = self.__dict__.copy()
         state.pop("_fold_cache", None)
@@ -205,10 +210,9 @@ class ConvUnit(nn.Module):
             (norm._parameters["weight"], norm._parameters["bias"], norm._buffers["running_mean"],
              norm._buffers["running_var"]) if norm is not None else ())
         # _version changes on every in-place update (optimizer steps, load_state_dict); id() on replacement.
-        # Cleared by train()/eval() and never copied or pickled (see below), so in-place edits
-        # through .data (which bump no version) are picked up at the next eval().
-        key = (_index_key(in_idx), _index_key(out_idx),
-               tuple([(id(t), t.data_ptr(), t._version) for t in tensors if t is not None]))
+        # Cleared by train()/eval() and by .to() (_apply), never copied or pickled (see below), so
+        # in-place edits through .data (which bump no version) are picked up at the next eval().
+        key = (_index_key(in_idx), _index_key(out_idx), tuple([(id(t), t._version) for t in tensors if t is not None]))
         cache = self.__dict__.setdefault("_fold_cache", {})
         if key not in cache:
             # a slice of the cached full fold: a new channel set costs a gather, not a fold

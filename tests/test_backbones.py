@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from prunebench.backbones import build_backbone
-from prunebench.gates import ChannelGate, GatePolicy, UpfrontBlockGates
+from prunebench.gates import ChannelGate, ConvUnit, GatePolicy, UpfrontBlockGates
 
 
 class RandomGates(GatePolicy):
@@ -179,3 +179,29 @@ def test_the_plain_reference_computes_the_networks_function(shortcut):
     x = torch.randn(4, 1, 28, 28)
     with torch.no_grad():
         assert torch.allclose(plain_reference(net)(x), net(x, mode="skip"), atol=1e-5)
+
+
+def test_skip_mode_follows_weight_changes_made_in_eval_mode():
+    """The cached folded weights follow in-place updates, loaded weights and dtype conversions."""
+    net = build_backbone("resnet8", 10, 3).eval()
+    randomize_bn(net)
+    x = torch.randn(2, 3, 32, 32)
+    check = lambda: torch.allclose(net(x, "skip"), net(x, "mask"), atol=1e-5)  # noqa: E731
+    with torch.no_grad():
+        assert check()
+        net.unit("blocks.0.conv1").conv.weight.mul_(2)  # an optimizer-style in-place step
+        assert check()
+        other = build_backbone("resnet8", 10, 3).eval()
+        randomize_bn(other)
+        net.load_state_dict({k: v * 1.5 if v.is_floating_point() else v for k, v in other.state_dict().items()})
+        assert check()
+        net.double()  # new storage, no version bump
+        x = x.double()
+        assert net(x, "skip").dtype == torch.float64 and check()
+    unit = ConvUnit(torch.nn.Conv2d(3, 4, 3), None, relu=False).eval()  # no norm buffers to be replaced
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        unit.forward_sliced(x, None, None, None)
+        unit.to(memory_format=torch.channels_last)  # new storage for the conv weight, same version
+        unit.conv.weight.data.mul_(0)  # through .data: no version bump either
+        assert unit.forward_sliced(x, None, None, None).abs().max() == unit.conv.bias.abs().max()
