@@ -6,11 +6,15 @@ gates and prefix channel gates (each inner branch conv keeps that fraction of it
 picks different channels per sample). Theory speedup = dense MACs / the accountant's MACs of the
 trace; realized = the plain reference's time (prunebench.plain: BN folded, channels_last, eager) /
 the gated network's skip-mode time; ratio = realized / theory.
+With --limits it prints, instead, what no gate machinery can beat at keep 0.5: plain networks that are
+physically what the gates ask for (the kept blocks only, the same for every sample; every inner branch
+conv half as wide) against the plain dense network.
 Usage: python benchmarks/skip_latency.py [--json rows.json] [--backbones resnet20 resnet56 resnet110]
-       [--gates block topk prefix]
+       [--gates block topk prefix] [--limits]
 """
 
 import argparse
+import copy
 import json
 import math
 import statistics
@@ -23,6 +27,7 @@ from prunebench.backbones import build_backbone
 from prunebench.flops import Accountant
 from prunebench.gates import ChannelGate, GatePolicy, UpfrontBlockGates, top_k_mask
 from prunebench.plain import plain_reference
+from torch import nn
 
 KEEPS = (0.25, 0.5, 0.75)
 INPUTS = {"28x28": (1, 28, 28), "32x32": (3, 32, 32)}
@@ -87,16 +92,57 @@ def paired_ms(fns, x, repeats: int) -> list[float]:
     return [statistics.median(ts) * 1000 for ts in times]
 
 
+def physical_limits(net, accountant, shape, repeats: int) -> list[str]:
+    """Rows at keep 0.5: the plain network of the kept blocks only (the same for every sample), and the
+    one whose inner branch convs are half as wide, each against the plain dense network."""
+    plain = plain_reference(net)
+    blocks, half = copy.deepcopy(plain), copy.deepcopy(plain)
+    gates = RandomBlocks(net.num_blocks, 0.5)
+    gates.begin(torch.zeros(1, *shape))  # its batch-1 draw, in gates.keep
+    for block, kept in zip(blocks.blocks, gates.keep[0].tolist()):
+        if not kept:
+            block.convs = nn.ModuleList()  # the shortcut alone
+    for block in half.blocks:
+        first, last = block.convs[0], block.convs[-1]
+        block.convs[0] = nn.Conv2d(first.in_channels, first.out_channels // 2, 3, first.stride, 1)
+        block.convs[-1] = nn.Conv2d(first.out_channels // 2, last.out_channels, 3, 1, 1)
+    theory = {}
+    for label, policy in (("kept blocks", gates), ("half-width branches", RandomChannels(net, 0.5, prefix=True))):
+        net.policy = policy  # the MACs the limit network computes, by the same accountant
+        with torch.no_grad():
+            _, trace = net.run(torch.zeros(1, *shape).contiguous(memory_format=torch.channels_last), "skip")
+        theory[label] = accountant.dense_macs / float(accountant.backbone_macs(trace)[0])
+    net.policy = None
+    rows = []
+    for batch in (1, 64):
+        x = torch.randn(batch, *shape).contiguous(memory_format=torch.channels_last)
+        for label, limit in (("kept blocks", blocks), ("half-width branches", half)):
+            limit = limit.eval().to(memory_format=torch.channels_last)
+            dense_ms, limit_ms = paired_ms([plain, limit], x, repeats if batch == 1 else max(5, repeats // 3))
+            realized = dense_ms / limit_ms
+            rows.append(f"{batch} | {label} | {theory[label]:.2f} / {realized:.2f} / **{realized / theory[label]:.2f}**")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", nargs="+", default=["resnet20", "resnet56", "resnet110"])
     parser.add_argument("--gates", nargs="+", default=["block", "topk", "prefix"], choices=["block", "topk", "prefix"])
     parser.add_argument("--repeats", type=int, default=21, help="timed forward pairs per row at batch 1 (a third at 64)")
     parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--limits", action="store_true", help="the physical limits at keep 0.5 instead")
     args = parser.parse_args()
     torch.manual_seed(0)
     rows = []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.limits:
+        print("| backbone | input | batch | plain network | keep 0.5: theory / realized / ratio |\n|---|---|---|---|---|")
+        for name in args.backbones:
+            for label, shape in INPUTS.items():
+                net = build_backbone(name, 10, shape[0]).eval().to(memory_format=torch.channels_last)
+                for row in physical_limits(net, Accountant(net, shape), shape, args.repeats):
+                    print(f"| {name} | {label} | {row} |", flush=True)
+        return
     print("| backbone | input | batch | gates | " + " | ".join(f"keep {k}: theory / realized / ratio" for k in KEEPS) + " |")
     print("|---|---|---|---|" + "---|" * len(KEEPS))
     for name in args.backbones:
