@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .gates import (ConvUnit, GatePolicy, Trace, UpfrontBlockGates, add_rows_, count, scatter, select_rows, take,
-                    union_index)
+from .gates import (ConvUnit, GatePolicy, Trace, UpfrontBlockGates, add_rows_, count, global_pool, scatter, select_rows,
+                    take, union_index)
 
 SHORTCUTS = ("pad", "conv")  # pad: avg-pool stride 2 + zero channels (BlockDrop/DLP); conv: 1x1 conv + BN
 
@@ -67,7 +67,7 @@ class _Pass:
         if self.policy is None or not self.policy.gates_blocks:
             return None, None, False
         if self.decided is None:
-            gate, hard = policy_call(self.policy.block_gate, index, x.mean((2, 3))), False
+            gate, hard = policy_call(self.policy.block_gate, index, global_pool(x)), False
             if not self.skip:
                 return gate, None, hard
             on = gate != 0
@@ -250,7 +250,7 @@ class ResidualBlock(nn.Module):
         if self.select is not None:
             x = x.index_select(1, self.select)
         h = self.pre_norm(x)
-        gate = ctx.channel_gate(self.pre_gate, lambda: x.mean((2, 3)))
+        gate = ctx.channel_gate(self.pre_gate, lambda: global_pool(x))
         if gate is not None:
             h = gate.apply(h)
             if ctx.trace is not None:
@@ -277,7 +277,7 @@ class ResidualBlock(nn.Module):
             unit, full = getattr(self, name), self.prefix + name
             # A row whose block is skipped shows the policy a zero input, exactly as in skip mode.
             hides_rows = run is not None and k >= (1 if ctx.parallel else 0)
-            gate = ctx.channel_gate(full, lambda: h.mean((2, 3)) * run[:, None] if hides_rows else h.mean((2, 3)))
+            gate = ctx.channel_gate(full, lambda: global_pool(h) * run[:, None] if hides_rows else global_pool(h))
             ctx.record_unit(full, k, unit, in_mask, gate, run, h.shape[0], h.device)
             h = unit(h, gate)
             in_mask = gate.active if gate is not None else None
@@ -481,7 +481,7 @@ class GatedResNet(nn.Module):
     def _head(self, h):
         if self.head_norm is not None:
             h = F.relu(self.head_norm(h))
-        return self.fc(h.mean((2, 3)))
+        return self.fc(global_pool(h))
 
     def _forward(self, x, mode, record):
         if mode not in ("mask", "skip"):

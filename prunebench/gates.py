@@ -31,7 +31,11 @@ class ChannelGate:
     def apply(self, h: torch.Tensor) -> torch.Tensor:
         """scale * h + shift per sample and channel, in h's precision (a bf16 step's gates are fp32)."""
         h = h * self.scale[:, :, None, None].to(h.dtype)
-        return h if self.shift is None else h + self.shift[:, :, None, None].to(h.dtype)
+        if self.shift is None:
+            return h
+        # the shift expanded to h's layout first: a broadcast add onto a channels_last bf16 map of 16
+        # channels takes a slow path (128x16x28x28: 3.9 ms, against 0.8 with the expanded copy)
+        return h + self.shift[:, :, None, None].to(h.dtype).expand(h.shape).contiguous(memory_format=_layout(h))
 
     @property
     def active(self) -> torch.Tensor:
@@ -271,6 +275,31 @@ def add_rows_(out: torch.Tensor, rows: torch.Tensor, part: torch.Tensor) -> torc
         return out.index_add_(0, rows, part)
     view.index_add_(0, rows, part_view)
     return out
+
+
+class _GlobalAvgPool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.shape, ctx.layout = x.shape, _layout(x)
+        # a sum then a divide: bf16 mean() copies the whole map to fp32 first (0.75 against 0.11 ms)
+        return x.sum((2, 3)) / (x.shape[2] * x.shape[3])
+
+    @staticmethod
+    def backward(ctx, grad):
+        n, c, h, w = ctx.shape
+        return (grad / (h * w))[:, :, None, None].expand(n, c, h, w).contiguous(memory_format=ctx.layout)
+
+
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def global_pool(x: torch.Tensor) -> torch.Tensor:
+    """x.mean((2, 3)) whose gradient has x's memory format. Autograd adds it to the gradient x gets from
+    the conv that also reads x; mean's own gradient is contiguous, and a channels_last + contiguous add
+    is 4-19x slower than two channels_last ones (bf16, one thread, 128x16x28x28: 7.3 vs 0.4 ms)."""
+    return _GlobalAvgPool.apply(x) if x.requires_grad else x.mean((2, 3))
 
 
 def module_key(unit: str) -> str:

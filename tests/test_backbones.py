@@ -205,3 +205,16 @@ def test_skip_mode_follows_weight_changes_made_in_eval_mode():
         unit.to(memory_format=torch.channels_last)  # new storage for the conv weight, same version
         unit.conv.weight.data.mul_(0)  # through .data: no version bump either
         assert unit.forward_sliced(x, None, None, None).abs().max() == unit.conv.bias.abs().max()
+
+
+def test_global_pool_is_the_mean_and_its_gradient_keeps_channels_last():
+    from prunebench.gates import global_pool
+
+    x = torch.randn(4, 16, 7, 5).contiguous(memory_format=torch.channels_last).requires_grad_()
+    w = torch.randn(4, 16)
+    (global_pool(x) * w).sum().backward()
+    pooled_grad = x.grad
+    assert pooled_grad.is_contiguous(memory_format=torch.channels_last) and not pooled_grad.is_contiguous()
+    x.grad = None
+    (x.mean((2, 3)) * w).sum().backward()
+    assert torch.allclose(pooled_grad, x.grad) and torch.allclose(global_pool(x), x.mean((2, 3)), atol=1e-6)
