@@ -19,6 +19,7 @@ from .backbones import build_backbone
 from .config import backbone_spec, config_hash, load_config, provenance
 from .data import DatasetError, Normalizer, load_dataset
 from .io import save_torch, write_json, write_parquet
+from .memory import keep_freed_memory
 from .train import TrainSpec, accuracy, fit, set_seed
 
 
@@ -362,6 +363,7 @@ def main(argv=None) -> int:
                         stream=sys.stderr)
     if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)
+    keep_freed_memory()
     try:
         args.func(args)
     except (UserError, DatasetError) as err:

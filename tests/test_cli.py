@@ -111,3 +111,16 @@ def test_killed_pretraining_resumes_from_its_checkpoint(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resuming after epoch" in done.stderr
     assert out.exists() and not ckpt.exists()
+
+
+def test_keep_freed_memory_sets_glibc_thresholds_or_reports_it_could_not():
+    import ctypes
+    import sys
+
+    from prunebench.memory import keep_freed_memory
+
+    took = keep_freed_memory(64 << 20)
+    if sys.platform.startswith("linux") and hasattr(ctypes.CDLL(None), "mallopt"):
+        assert took
+    else:
+        assert not took
