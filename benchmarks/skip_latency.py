@@ -22,12 +22,12 @@ import time
 import zlib
 
 import torch
+from torch import nn
 
 from prunebench.backbones import build_backbone
 from prunebench.flops import Accountant
 from prunebench.gates import ChannelGate, GatePolicy, UpfrontBlockGates, top_k_mask
 from prunebench.plain import plain_reference
-from torch import nn
 
 KEEPS = (0.25, 0.5, 0.75)
 INPUTS = {"28x28": (1, 28, 28), "32x32": (3, 32, 32)}

@@ -277,7 +277,15 @@ def add_rows_(out: torch.Tensor, rows: torch.Tensor, part: torch.Tensor) -> torc
     return out
 
 
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    """channels_last if x is stored so (and not also contiguous), else contiguous."""
+    channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 class _GlobalAvgPool(torch.autograd.Function):
+    """See global_pool."""
+
     @staticmethod
     def forward(ctx, x):
         ctx.shape, ctx.layout = x.shape, _layout(x)
@@ -288,11 +296,6 @@ class _GlobalAvgPool(torch.autograd.Function):
     def backward(ctx, grad):
         n, c, h, w = ctx.shape
         return (grad / (h * w))[:, :, None, None].expand(n, c, h, w).contiguous(memory_format=ctx.layout)
-
-
-def _layout(x: torch.Tensor) -> torch.memory_format:
-    channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def global_pool(x: torch.Tensor) -> torch.Tensor:
