@@ -289,8 +289,10 @@ class _GlobalAvgPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
         ctx.shape, ctx.layout = x.shape, _layout(x)
-        # a sum then a divide: bf16 mean() copies the whole map to fp32 first (0.75 against 0.11 ms)
-        return x.sum((2, 3)) / (x.shape[2] * x.shape[3])
+        # mean() itself, and below its own gradient's values: a training run is the same to the bit as
+        # with x.mean((2, 3)) (a sum then a divide rounds differently in bf16, which flipped SANP's static
+        # ablation, on the edge of diverging at the default config, into a NaN loss)
+        return x.mean((2, 3))
 
     @staticmethod
     def backward(ctx, grad):
