@@ -75,6 +75,8 @@ class _Pass:
         any_on, all_on, hard = self.decided[index]
         if all_on and hard:
             return None, None, False
+        if not any_on and self.lean:  # the branch runs for no row, and nothing records the gate
+            return None, _NO_ROWS, True
         gate = self.policy.block_gate(index, None)
         if all_on:
             return gate, None, hard
@@ -184,9 +186,6 @@ class ResidualBlock(nn.Module):
         """One block; `stream` is the (N, C) mask of structurally non-zero input channels (None: all)."""
         if self.removed:
             return self._shortcut_only(x, stream, ctx)
-        if ctx.lean and ctx.decided is not None and not ctx.decided[self.index][0]:
-            # no row runs the branch: the shortcut alone, without reading the gate column
-            return self._lean_skip(x, ctx, None, _NO_ROWS, True), None
         block_gate, rows, hard = ctx.block_gate(self.index, x)
         if ctx.lean:
             return self._lean_skip(x, ctx, block_gate, rows, hard), None

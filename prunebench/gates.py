@@ -253,11 +253,14 @@ def scatter(part: torch.Tensor, idx, width: int) -> torch.Tensor:
     return part.new_zeros(part.shape[0], width, *part.shape[2:]).index_copy_(1, idx, part)
 
 
+def _channels_last(t: torch.Tensor) -> bool:
+    """Whether t is a 4-D tensor stored channels_last (and not also contiguous)."""
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+
+
 def _nhwc(t: torch.Tensor) -> torch.Tensor | None:
     """The NHWC view of a channels_last 4-D tensor (None for any other layout)."""
-    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
-        return t.permute(0, 2, 3, 1)
-    return None
+    return t.permute(0, 2, 3, 1) if _channels_last(t) else None
 
 
 # Rows of a channels_last batch through its NHWC view, where each row is one contiguous run: measured
@@ -278,9 +281,7 @@ def add_rows_(out: torch.Tensor, rows: torch.Tensor, part: torch.Tensor) -> torc
 
 
 def _layout(x: torch.Tensor) -> torch.memory_format:
-    """channels_last if x is stored so (and not also contiguous), else contiguous."""
-    channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-    return torch.channels_last if channels_last else torch.contiguous_format
+    return torch.channels_last if _channels_last(x) else torch.contiguous_format
 
 
 class _GlobalAvgPool(torch.autograd.Function):
