@@ -89,11 +89,17 @@ def density_steps(target: float, steps: list, start: float = 1.0) -> list[float]
 
 
 class FBS(Method):
+    # The M-CifarNet point at d = 0.5 as SANP's Table 1 cites FBS: 9.41 % error at 44.3M of 174.3M MACs, which
+    # is d = 0.5 counted as this harness counts (input and output sparsity, the gates' pooling and FCs
+    # included: 43.96M + 0.37M, 3.93x). The official code's docs/fbs.md states 90.54 % at 57M for its d = 0.5
+    # checkpoint, which no uniform d = 0.5 count gives (57M is d ~0.57); the paper's own table was not at hand.
+    # M-CifarNet is not a backbone of this harness: the row says "not run".
     claims = (Claim("beats-static-width", "dynamic channel gating is more accurate than static pruning (uniform width) "
                     "at equal MACs", "FBS, comparisons with static channel pruning",
-                    check=lambda rows: beats_at_equal_macs(rows, "fbs", "uniform_width")),
-              Claim("m-cifarnet", "M-CifarNet on CIFAR-10, d = 0.5: 90.54 % at 57M of 174M MACs (dense 91.37 %)",
-                    "FBS, CIFAR-10 table", "cifar10", "m-cifarnet", 57 / 174, 0.9054),)
+                    check=lambda ev: beats_at_equal_macs(ev, "fbs", "uniform_width")),
+              Claim("m-cifarnet", "M-CifarNet on CIFAR-10, d = 0.5: 90.59 % at 44.3M of 174.3M MACs (dense 91.37 %)",
+                    "FBS on CIFAR-10 as cited by SANP's Table 1", "cifar10", "m-cifarnet", macs_frac=44.3 / 174.3,
+                    accuracy=0.9059, dense_accuracy=0.9137, margin=0.005),)
 
     name = "fbs"
     knob = "density"

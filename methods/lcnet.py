@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunebench.api import Method, copy_backbone
-from prunebench.claims import Claim, points, tally
+from prunebench.claims import Claim
 from prunebench.backbones import GatedResNet
 from prunebench.gates import ChannelGate, GatePolicy
 from prunebench.train import TrainSpec, fit, recalibrate_bn
@@ -74,16 +74,6 @@ class LCNetPolicy(GatePolicy):
         return sum(s_l.sum() + s_c.sum() for s_l, s_c in self.l1_terms) / self.l1_terms[0][0].shape[0]
 
 
-def _sequential_saves_more(rows):
-    """Run sequentially, the same trained model costs fewer MACs than in parallel (same accuracy: same model)."""
-    both = points(rows, "lcnet").merge(points(rows, "lcnet_seq"), on="train_budget", suffixes=("", "_seq"))
-    if both.empty:
-        return None
-    saves = int((both["macs_frac_seq"] < both["macs_frac"]).sum())
-    return tally(saves, len(both)), "; ".join(
-        f"{r.macs_frac_seq:.3f} vs {r.macs_frac:.3f} at {r.accuracy:.2%}" for r in both.itertuples())
-
-
 class LCNet(Method):
     """From the pretrained backbone with L1 on S_L and S_C; the L1 coefficient is the knob."""
 
@@ -91,10 +81,14 @@ class LCNet(Method):
     knob = "l1"
     test_time_knob = False
     parallel = True
+    # Table 1 counts MACs ("GFLOPs" of 0.55 for ResNet-18). The accountant counts what runs: in parallel mode
+    # every block's first conv, skipped block or not (sec. 3.3.2: the gates run beside it), a floor of 0.456
+    # of dense MACs on ResNet-18. The paper's parallel row (0.19 G = 0.345) lies below that floor, so its
+    # count cannot charge a skipped block's first conv; this claim is judged on the accountant's count and is
+    # "not comparable" wherever the run's parallel curve does not reach 0.345.
     claims = (Claim("resnet18-parallel", "pretrained ResNet-18 on CIFAR-10, parallel: 93.27 % at 0.19 of 0.55 GMACs "
-                    "(dense 93.02 %)", "LC-Net, CIFAR-10 table", "cifar10", "resnet18", 0.19 / 0.55, 0.9327),
-              Claim("sequential-saves-more", "sequential mode saves more MACs than parallel at equal accuracy",
-                    "LC-Net, execution modes", check=_sequential_saves_more))
+                    "(dense 93.02 %)", "LC-Net, Table 1", "cifar10", "resnet18", (("pretrain", 164),),
+                    macs_frac=0.19 / 0.55, accuracy=0.9327, dense_accuracy=0.9302, margin=0.005),)
     hyperparameters = {
         # [choice] leaky ReLU-1 slope (not published; METHODS.md suggests 0.01-0.1): the low end, since a
         # closed gate's leak (slope * x, x far below 0) is a training-only signal inference drops
@@ -139,6 +133,10 @@ class LCNetScratch(LCNet):
     paper: budget 0; a positive budget adds the same L1 as `lcnet`)."""
 
     name = "lcnet_scratch"
+    # Table 1's headline row, in the paper's original (parallel) configuration.
+    claims = (Claim("resnet18-scratch", "ResNet-18 on CIFAR-10 trained from scratch with LC-Net: 95.25 % at 0.33 of "
+                    "0.55 GMACs (dense 93.02 %)", "LC-Net, Table 1", "cifar10", "resnet18", (("finetune", 270),),
+                    macs_frac=0.33 / 0.55, accuracy=0.9525, dense_accuracy=0.9302, margin=0.005),)
     # The paper's schedule (sec. 4.2): SGD Nesterov 0.9, wd 5e-4, lr 0.01 / 10 every 90 of 270 epochs, batch 96.
     hyperparameters = {**LCNet.hyperparameters,
                        "finetune": {"epochs": 270, "batch_size": 96, "lr": 0.01, "weight_decay": 5e-4,
@@ -154,8 +152,9 @@ class LCNetSequential(LCNet):
     name = "lcnet_seq"
     derived_from = "lcnet"
     parallel = False
-    claims = (Claim("resnet18-sequential", "pretrained ResNet-18 on CIFAR-10, sequential: 93.27 % at 0.06 of 0.55 GMACs",
-                    "LC-Net, CIFAR-10 table", "cifar10", "resnet18", 0.06 / 0.55, 0.9327),)
+    claims = (Claim("resnet18-sequential", "pretrained ResNet-18 on CIFAR-10, sequential: 93.27 % at 0.06 of 0.55 GMACs "
+                    "(dense 93.02 %)", "LC-Net, Table 1", "cifar10", "resnet18", (("pretrain", 164),),
+                    macs_frac=0.06 / 0.55, accuracy=0.9327, dense_accuracy=0.9302, margin=0.005),)
 
 
 class LCNetScratchSequential(LCNetScratch):

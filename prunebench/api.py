@@ -68,10 +68,19 @@ class Method:
     def configure(self, net: GatedResNet, budget) -> None:
         """Set an evaluation budget on a trained network (test-time knobs)."""
 
+    def within_budget(self, records, budget, dense_macs: float):
+        """Per test sample, whether it kept the budget this method promises (None: it promises none)."""
+        return None
+
     def evaluate(self, net: GatedResNet, data: Dataset, budget, run: RunContext, **options) -> EvalResult:
-        """Default: the common evaluation (per-sample records from the trace)."""
+        """Default: the common evaluation (per-sample records from the trace), with the share of samples within
+        the promised budget (`budget_compliance`) where the method promises one."""
         self.configure(net, budget)
-        return evaluate(net, data, run, **options)
+        result = evaluate(net, data, run, **options)
+        within = self.within_budget(result.records, budget, result.summary["dense_macs"])
+        if within is not None:
+            result.summary["budget_compliance"] = float(within.mean())
+        return result
 
     # --- validation shared by every method
 

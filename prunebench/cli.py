@@ -196,6 +196,15 @@ def _result_keys(cfg, method, budget, meta) -> dict:
             "train_budget": meta.get("budget", 1.0), "eval_budget": budget}
 
 
+def _epochs(cfg, method) -> dict:
+    """Epochs of each training stage behind a result (pretraining and the method's own stages): the claims
+    table's schedule column compares them with the paper's."""
+    trainer = get_method(method.derived_from) if method.derived_from else method
+    hp = _method_hp(cfg, trainer) if trainer.name in cfg["methods"] else trainer.resolve_hp(None)
+    stages = {k: v["epochs"] for k, v in hp.items() if isinstance(v, dict) and "epochs" in v}
+    return {"pretrain": TrainSpec.from_dict(cfg["pretrain"]).epochs, **stages}
+
+
 def cmd_evaluate(args):
     """Every budget of one trained model in one process: the model, the data and the dense cost table
     are loaded once; each budget runs on a fresh copy of the model, as a separate job would."""
@@ -214,7 +223,8 @@ def cmd_evaluate(args):
         accountant = accountant or Accountant(model, (data.in_channels, *data.image_size))
         run = _run_context(args, Path(out["summary"]))
         result = method.evaluate(model, data, budget, run, batch_size=cfg["evaluate"]["batch_size"], accountant=accountant)
-        summary = {**result.summary, **_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed)}
+        summary = {**result.summary, **_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed),
+                   "epochs": _epochs(cfg, method)}
         if out["records"]:
             write_parquet(result.records, out["records"])
         write_json(summary, out["summary"])

@@ -24,6 +24,9 @@ DEFAULTS = {
     "data": {"name": "fashion_mnist", "path": None, "val_size": 5000, "download": True, "synthetic": {}},
     "backbone": {"names": ["resnet20"], "shortcut": "pad", "width": 16},
     "seeds": [0],
+    # Extra seeds that train every method again at its replicated budget (`replicate_budgets`) from the first
+    # seed's pretrained backbone: the run's measure of training noise, which the claims' verdicts use.
+    "replicate_seeds": [],
     "pretrain": {},
     "methods": {},
     "evaluate": {"batch_size": 256},
@@ -81,6 +84,11 @@ def validate(raw: dict) -> dict:
     seeds = cfg["seeds"]
     if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) and x >= 0 for x in seeds):
         raise UserError("config key 'seeds' must be a non-empty list of non-negative integers")
+    replicates = cfg["replicate_seeds"]
+    if not isinstance(replicates, list) or not all(isinstance(x, int) and x >= 0 for x in replicates) \
+            or set(replicates) & set(seeds):
+        raise UserError("config key 'replicate_seeds' must be a list of non-negative integers not in 'seeds', "
+                        f"not {replicates!r}")
     repeats, batch_sizes = cfg["latency"]["repeats"], cfg["latency"]["batch_sizes"]
     counts = repeats if isinstance(repeats, list) else [repeats] * len(batch_sizes)
     if len(counts) != len(batch_sizes) or not all(isinstance(r, int) and r >= 1 for r in counts):
@@ -172,6 +180,25 @@ def method_budgets(cfg: dict, method: str, backbone: str) -> tuple[list, list]:
     train = list(dict.fromkeys(trainer.check_budget(net, b) for b in entry["train_budgets"]))
     evals = list(dict.fromkeys(get_method(method).check_budget(net, b) for b in entry["eval_budgets"] or []))
     return train, evals
+
+
+def replicate_budgets(cfg: dict, method: str, backbone: str) -> list:
+    """The train budgets a replicate seed trains: the middle one (a chain's larger ones too, which it continues
+    from); a derived method's, those of its parent's it runs; none for dense (the shared backbone itself)."""
+    m = get_method(method)
+    train = method_budgets(cfg, method, backbone)[0]
+    if method == "dense" or not train:
+        return []
+    if m.derived_from:
+        return [b for b in train if b in replicate_budgets(cfg, m.derived_from, backbone)]
+    ordered = sorted(train)
+    middle = ordered[(len(ordered) - 1) // 2]
+    return [b for b in train if b == middle or (m.chained and b > middle)]
+
+
+def backbone_seed(cfg: dict, seed: int) -> int:
+    """The seed of the pretrained backbone a run starts from: its own, or the first seed's for a replicate."""
+    return cfg["seeds"][0] if seed in cfg["replicate_seeds"] else seed
 
 
 @functools.lru_cache(maxsize=None)

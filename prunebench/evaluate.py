@@ -58,7 +58,12 @@ def evaluate(net: GatedResNet, data: Dataset, run: RunContext, *, split: str = "
     })
     for unit, active in trace.gated_active.items():
         records[f"channels:{unit}"] = active.numpy().astype("int32")
-    return EvalResult(records, summarize(records, accountant.dense_macs, net.num_blocks))
+    summary = summarize(records, accountant.dense_macs, net.num_blocks)
+    # Parameters of the network as evaluated (a physically pruned one is smaller; policies count) against the
+    # dense network of the same spec: adaptive slimming's claim is about parameters.
+    summary["params"] = sum(p.numel() for p in net.parameters())
+    summary["params_frac"] = summary["params"] / sum(p.numel() for p in GatedResNet(**net.spec).parameters())
+    return EvalResult(records, summary)
 
 
 def summarize(records: pd.DataFrame, dense_macs: float, num_blocks: int) -> dict:

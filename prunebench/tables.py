@@ -36,6 +36,10 @@ def summary_table(eval_jsons, latency_jsons=()) -> pd.DataFrame:
         row = {k: s.get(k) for k in KEYS}
         row.update({k: s[k] for k in ("knob", "accuracy", "macs_mean", "macs_std", "macs_max", "macs_frac",
                                       "controller_macs", "dense_macs", "blocks_mean", "blocks_max", "num_blocks", "n")})
+        for key in ("params", "params_frac", "budget_compliance", "epochs"):
+            row[key] = s.get(key)
+        records = Path(path).with_suffix(".parquet")  # the per-sample records the claims' noise comes from
+        row["records"] = str(records) if records.exists() else None
         row["ours"] = bool(s.get("ours", False))  # a variant this harness adds, not the paper's
         row["static"] = bool(s.get("static", False))  # every sample costs the same
         row["macs_speedup"] = 1 / s["macs_frac"] if s["macs_frac"] > 0 else np.nan
@@ -100,19 +104,20 @@ def interpolate(frontier: np.ndarray, frac: float) -> float:
 
 
 def write_tables(summary: pd.DataFrame, out_dir) -> None:
-    """summary.csv/.md/.tex, pareto.csv/.md and claims.csv/.md (the published claims of the methods
-    present, judged on these rows), each written atomically."""
+    """summary.csv/.md/.tex, pareto.csv/.md, claims.csv/.md (the published claims of the methods present, judged
+    against the noise measured in these rows) and noise.csv/.md (each method's noise figure), written atomically."""
     from .api import get_method, registered_methods
-    from .claims import claims_table
+    from .claims import VERDICTS, claims_table, noise_table
 
     out_dir = Path(out_dir)
     pareto = pareto_table(summary)
     registered = registered_methods()
     claims = claims_table(summary, {m: get_method(m) for m in summary["method"].unique() if m in registered})
+    noise = noise_table(summary) if summary["records"].notna().all() else pd.DataFrame()
     short = summary[[c for c in [*KEYS, "ours", "static", "accuracy", "macs_mean", "macs_frac", "blocks_mean", "macs_speedup",
-                                 "latency_b1_ms", "plain_speedup_b1", "plain_speedup_b64", "realized_ratio_b1",
-                                 "realized_ratio_b64"] if c in summary]]
-    for frame, name in ((summary, "summary"), (pareto, "pareto"), (claims, "claims")):
+                                 "params_frac", "budget_compliance", "latency_b1_ms", "plain_speedup_b1",
+                                 "plain_speedup_b64", "realized_ratio_b1", "realized_ratio_b64"] if c in summary]]
+    for frame, name in ((summary, "summary"), (pareto, "pareto"), (claims, "claims"), (noise, "noise")):
         with atomic_path(out_dir / f"{name}.csv") as tmp:
             frame.to_csv(tmp, index=False)
     with atomic_path(out_dir / "summary.md") as tmp:
@@ -121,5 +126,8 @@ def write_tables(summary: pd.DataFrame, out_dir) -> None:
         tmp.write_text(short.to_latex(index=False, float_format="%.4g"))
     with atomic_path(out_dir / "pareto.md") as tmp:
         tmp.write_text(pareto.to_markdown(index=False, floatfmt=".4f") + "\n")
+    with atomic_path(out_dir / "noise.md") as tmp:
+        tmp.write_text(noise.to_markdown(index=False, floatfmt=".2f") + "\n")
+    legend = "".join(f"- **{verdict}**: {meaning}\n" for verdict, meaning in VERDICTS.items())
     with atomic_path(out_dir / "claims.md") as tmp:
-        tmp.write_text(claims.drop(columns=["text"]).to_markdown(index=False) + "\n")
+        tmp.write_text(claims.drop(columns=["source"]).to_markdown(index=False, floatfmt=".3g") + "\n\n" + legend)

@@ -1,53 +1,150 @@
-"""The claims table: numeric claims judged where their setting ran, shape claims on every config, the rest 'not run'."""
+"""The claims table: verdicts from intervals that add test-set and seed noise, on hand-made rows and records."""
 
+import numpy as np
 import pandas as pd
 
 from prunebench.api import get_method
-from prunebench.claims import Claim, claims_table
+from prunebench.claims import (FAILS, HOLDS, INCONCLUSIVE, NOT_COMPARABLE, NOT_RUN, Claim, Evidence, claims_table,
+                               judge_numeric, shape_verdict, compare_at_costs)
+
+N = 2000  # test images
 
 
-def _rows(rows):
-    base = {"dataset": "cifar10", "backbone": "resnet110", "seed": 0, "num_blocks": 54}
-    return pd.DataFrame([{**base, **r} for r in rows])
+def _correct(acc: float, seed: int) -> np.ndarray:
+    """A per-sample correctness vector with exactly `acc` accuracy, in a seeded order."""
+    c = np.zeros(N, dtype=bool)
+    c[: int(round(acc * N))] = True
+    return np.random.default_rng(seed).permutation(c)
 
 
-def test_numeric_claim_holds_fails_or_is_not_run():
-    summary = _rows([{"method": "blockdrop", "train_budget": 1, "eval_budget": 1, "accuracy": 0.935, "macs_frac": 0.36},
-                     {"method": "blockdrop", "train_budget": 1, "eval_budget": 1, "accuracy": 0.937, "macs_frac": 0.36,
-                      "seed": 1},
-                     {"method": "fbs", "train_budget": 0.5, "eval_budget": 0.5, "accuracy": 0.5, "macs_frac": 0.3}])
-    table = claims_table(summary, {"blockdrop": get_method("blockdrop"), "fbs": get_method("fbs")}).set_index("claim")
-    assert table.loc["resnet110", "verdict"] == "holds"  # 93.6 % (mean of two seeds) at 0.36 vs 93.6 % at 0.358
-    assert "93.60% ±" in table.loc["resnet110", "reproduced"]
-    assert table.loc["m-cifarnet", "verdict"] == "not run"  # M-CifarNet is not a backbone of the harness
-    assert table.loc["beats-static-width", "verdict"] == "not run"  # no uniform_width rows to compare with
-    worse = summary.assign(accuracy=0.90)
-    assert claims_table(worse, {"blockdrop": get_method("blockdrop")})["verdict"].iloc[0] == "partly"  # cost yes, accuracy no
-    both_off = summary.assign(accuracy=0.90, macs_frac=0.6)
-    assert claims_table(both_off, {"blockdrop": get_method("blockdrop")})["verdict"].iloc[0] == "does not hold"
+def _table(points, dataset="cifar10", backbone="resnet110", epochs=None, num_blocks=54):
+    """Summary rows and their records from (method, train budget, eval budget, seed, accuracy, macs_frac)."""
+    rows, records = [], {}
+    for i, (method, tb, eb, seed, acc, frac) in enumerate(points):
+        rows.append({"dataset": dataset, "backbone": backbone, "method": method, "train_budget": tb,
+                     "eval_budget": eb, "seed": seed, "accuracy": acc, "macs_frac": frac, "num_blocks": num_blocks,
+                     "dense_macs": 1.0, "epochs": epochs or {"pretrain": 164}})
+        records[(method, tb, eb, seed)] = pd.DataFrame({"correct": _correct(acc, 1000 + i),
+                                                        "macs": np.full(N, frac)})
+    frame = pd.DataFrame(rows)
+    return frame, lambda row: records[(row["method"], row["train_budget"], row["eval_budget"], row["seed"])]
 
 
-def test_shape_claims_on_any_config():
-    rows = [{"method": "dense", "train_budget": 1, "eval_budget": 1, "accuracy": 0.93, "macs_frac": 1.0}]
-    for k in range(1, 55, 10):
-        rows.append({"method": "dlp", "train_budget": 54, "eval_budget": k, "accuracy": 0.5 + k / 200, "macs_frac": k / 54})
-        rows.append({"method": "random_drop", "train_budget": 54, "eval_budget": k, "accuracy": 0.4 + k / 200,
-                     "macs_frac": k / 54})
-    rows.append({"method": "dlp", "train_budget": 54, "eval_budget": 38, "accuracy": 0.928, "macs_frac": 0.7})
-    table = claims_table(_rows(rows), {"dlp": get_method("dlp")}).set_index("claim")
-    assert table.loc["beats-random", "verdict"] == "holds"
-    assert table.loc["dense-at-70%", "verdict"] == "holds"  # 92.8 % at 38 of 54 blocks, dense 93 %
-    assert table.loc["beats-blockdrop", "verdict"] == "not run"  # no BlockDrop rows
-    assert set(table["config"]) == {"cifar10/resnet110"}
+BLOCKDROP = {"blockdrop": get_method("blockdrop")}
+
+
+def _blockdrop(acc_at_36, dense=0.932, seeds=(0,), spread=0.0, **kw):
+    pts = [("dense", 1, 1, 0, dense, 1.0)]
+    for s in seeds:
+        pts += [("blockdrop", 2, 2, s, acc_at_36 + spread * (s - 0.5), 0.30),
+                ("blockdrop", 5, 5, s, acc_at_36 + spread * (s - 0.5), 0.42)]
+    return _table(pts, **kw)
+
+
+def test_interpolation_between_two_points_and_a_holding_drop():
+    summary, records = _table([("dense", 1, 1, 0, 0.932, 1.0), ("blockdrop", 2, 2, 0, 0.95, 0.30),
+                               ("blockdrop", 5, 5, 0, 0.98, 0.40)])
+    j = judge_numeric(get_method("blockdrop").claims[0], "blockdrop", Evidence(summary, records))
+    # at 0.358: 0.95 + 0.58 * 0.03 = 96.74 %, +3.54 pt from dense; the boundary: published +0.40 pt - margin 0.5
+    assert "96.74%" in j.reproduced and "+3.54 pt" in j.reproduced
+    assert j.verdict == HOLDS
+
+
+def test_a_margin_inside_the_noise_is_inconclusive():
+    # a drop of 1.1 pt against a boundary of 0.1 pt (published gain 0.4 pt - margin 0.5): 1 pt past it, while
+    # 2000 test images of two independent models give about +-1.6 pt
+    summary, records = _blockdrop(0.921)
+    row = claims_table(summary, BLOCKDROP, records).iloc[0]
+    assert row["verdict"] == INCONCLUSIVE and row["seeds"] == 1
+    assert "seeds ±0.00" in row["noise"]  # one seed: test-set noise only
+
+
+def test_far_outside_the_noise_does_not_hold_and_shows_its_margin():
+    summary, records = _blockdrop(0.85)
+    row = claims_table(summary, BLOCKDROP, records).iloc[0]
+    assert row["verdict"] == FAILS
+    margin, noise = float(row["margin"].split()[0]), float(row["noise"].split()[0].strip("±"))
+    assert -margin > noise  # the row itself shows a margin larger than its noise
+
+
+def test_seed_spread_widens_the_interval():
+    one, r1 = _blockdrop(0.92)
+    two, r2 = _blockdrop(0.92, seeds=(0, 1), spread=0.04)
+    n1 = claims_table(one, BLOCKDROP, r1).iloc[0]
+    n2 = claims_table(two, BLOCKDROP, r2).iloc[0]
+    assert n2["seeds"] == 2
+    assert float(n2["noise"].split()[0].strip("±")) > float(n1["noise"].split()[0].strip("±"))
+
+
+def test_a_published_cost_outside_the_curve_is_not_comparable():
+    summary, records = _table([("dense", 1, 1, 0, 0.932, 1.0), ("blockdrop", 5, 5, 0, 0.93, 0.45),
+                               ("blockdrop", 8, 8, 0, 0.935, 0.6)])
+    row = claims_table(summary, BLOCKDROP, records).iloc[0]
+    assert row["verdict"] == NOT_COMPARABLE
+    assert "0.092 below its cheapest" in row["reproduced"]
+
+
+def test_stand_in_and_paper_settings():
+    short, records = _blockdrop(0.936, epochs={"pretrain": 16, "curriculum": 5000, "finetune": 2000})
+    row = claims_table(short, BLOCKDROP, records).iloc[0]
+    assert row["setting"] == "stand-in" and abs(row["schedule"] - 16 / 164) < 1e-9
+    full, records = _blockdrop(0.936, epochs={"pretrain": 164, "curriculum": 5000, "finetune": 2000})
+    assert claims_table(full, BLOCKDROP, records).iloc[0]["setting"] == "paper"
+    other, records = _blockdrop(0.936, dataset="fashion_mnist", backbone="resnet20",
+                                epochs={"pretrain": 164, "curriculum": 5000, "finetune": 2000})
+    table = claims_table(other, BLOCKDROP, records)
+    assert list(table["setting"]) == ["paper", "stand-in"]  # the paper's setting did not run: its own row
+    assert list(table["verdict"])[0] == NOT_RUN and table.iloc[1]["dataset"] == "fashion_mnist"
+
+
+def test_a_shape_claim_with_one_loss_beyond_noise_does_not_hold():
+    pts = [("dense", 1, 1, 0, 0.93, 1.0)]
+    for k, (mine, theirs) in enumerate([(0.80, 0.60), (0.85, 0.70), (0.70, 0.90)], start=1):
+        pts += [("dlp", 9, k, 0, mine, k / 9), ("random_drop", 9, k, 0, theirs, k / 9)]
+    summary, records = _table(pts)
+    table = claims_table(summary, {"dlp": get_method("dlp")}, records).set_index("claim")
+    row = table.loc["beats-random"]
+    assert row["verdict"] == FAILS and row["reproduced"].startswith("won 2, lost 1, within noise 0")
+    assert table.loc["beats-blockdrop", "verdict"] == NOT_RUN  # no BlockDrop rows
+
+
+def test_shape_verdict_holds_only_with_a_win_and_no_loss():
+    pts = [("fbs", 0.5, 0.5, 0, 0.90, 0.5), ("uniform_width", 0.25, 0.25, 0, 0.80, 0.3),
+           ("uniform_width", 0.75, 0.75, 0, 0.90, 0.7)]
+    summary, records = _table(pts)
+    ev = Evidence(summary, records)
+    j = shape_verdict(compare_at_costs(ev, "fbs", "uniform_width"))
+    assert j.verdict == HOLDS  # 90 % vs 85 % interpolated: 5 pt beyond +-2 pt of test noise
+    close, records = _table([("fbs", 0.5, 0.5, 0, 0.851, 0.5), *pts[1:]])
+    assert shape_verdict(compare_at_costs(Evidence(close, records), "fbs", "uniform_width")).verdict == INCONCLUSIVE
+    assert shape_verdict([]).verdict == NOT_COMPARABLE
+
+
+def test_probability_of_beating_with_seed_noise():
+    pts = [("fbs", 0.5, 0.5, s, 0.88 + 0.01 * s, 0.5) for s in (0, 1)]
+    pts += [("uniform_width", 0.5, 0.5, s, 0.85 + 0.01 * s, 0.5) for s in (0, 1)]
+    summary, records = _table(pts)
+    j = shape_verdict(compare_at_costs(Evidence(summary, records), "fbs", "uniform_width"))
+    p, low = (float(x.strip("[],")) for x in j.p_better.split()[:2])
+    assert j.verdict == HOLDS and j.seeds == 2 and low > 0.5 and p > low
+
+
+def test_dlp_at_ten_percent_of_the_blocks_is_a_row():
+    pts = [("dense", 1, 1, 0, 0.93, 1.0)] + [("dlp", 9, k, 0, 0.5 + 0.05 * k, k / 9) for k in range(1, 10)]
+    summary, records = _table(pts, dataset="fashion_mnist", backbone="resnet20", num_blocks=9)
+    table = claims_table(summary, {"dlp": get_method("dlp")}, records)
+    row = table[(table["claim"] == "at-10%") & (table["setting"] == "stand-in")].iloc[0]
+    assert "1 of 9 blocks" in row["reproduced"] and row["verdict"] == FAILS  # 55 % is 38 pt below dense
 
 
 def test_claims_are_declared_by_the_class_not_inherited():
+    from prunebench.claims import Judgement
+
     class Parent:
-        claims = (Claim("c", "a claim", "here", check=lambda rows: ("holds", "yes")),)
+        claims = (Claim("c", "a claim", "here", check=lambda ev: Judgement(HOLDS, "yes")),)
 
     class Child(Parent):
         pass
 
-    summary = _rows([{"method": "x", "train_budget": 1, "eval_budget": 1, "accuracy": 0.5, "macs_frac": 1.0}])
-    assert len(claims_table(summary, {"p": Parent(), "c": Child()})) == 1
-
+    summary, records = _table([("x", 1, 1, 0, 0.5, 1.0)])
+    assert len(claims_table(summary, {"p": Parent(), "c": Child()}, records)) == 1

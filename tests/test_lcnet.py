@@ -88,3 +88,19 @@ def test_derive_switches_the_trained_model_to_sequential(tiny):
     net = _hand_built(backbone, parallel=True)
     seq = get_method("lcnet_seq").derive(net, data, {}, None)
     assert seq.policy.parallel is False
+
+
+def test_sequential_saves_more_than_parallel_at_equal_accuracy(tiny):
+    """The modes' comparison is an identity of the accountant on one model (so a test, not a claim): the same
+    predictions, and never more MACs in sequential mode, fewer where a gate closes."""
+    from prunebench.evaluate import evaluate
+    from prunebench.run import RunContext
+
+    backbone, data = tiny
+    results = {}
+    for parallel in (True, False):
+        run = RunContext(seed=0, device="cpu", out_dir=None)
+        results[parallel] = evaluate(_hand_built(backbone, parallel), data, run).records
+    assert (results[True]["prediction"] == results[False]["prediction"]).all()
+    assert (results[False]["macs"] <= results[True]["macs"]).all()
+    assert results[False]["macs"].mean() < results[True]["macs"].mean()

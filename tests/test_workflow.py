@@ -37,10 +37,35 @@ def test_summary_table_rows_and_columns(smoke):
 
 
 def test_claims_table_covers_the_seven_seed_methods(smoke):
+    from prunebench.claims import COLUMNS, VERDICTS
+
     claims = pd.read_csv(smoke / "results/tables/claims.csv")
     assert {"blockdrop", "fbs", "dlp", "lcnet", "rnp", "sanp", "slimming"} <= set(claims["method"])
-    assert set(claims["verdict"]) <= {"holds", "partly", "does not hold", "not run"}
-    assert (smoke / "results/tables/claims.md").read_text().startswith("| method")
+    assert list(claims) == COLUMNS and set(claims["verdict"]) <= set(VERDICTS)
+    assert set(claims["setting"]) <= {"paper", "stand-in", "shape"}
+    judged = claims[claims["verdict"].isin(["holds", "does not hold"])]
+    for margin, noise in zip(judged["margin"], judged["noise"]):  # each such row shows a margin beyond its noise
+        assert abs(float(margin.split()[0])) >= float(noise.split()[0].strip("±")), (margin, noise)
+    text = (smoke / "results/tables/claims.md").read_text()
+    assert text.startswith("| method") and "**inconclusive**" in text
+    noise = pd.read_csv(smoke / "results/tables/noise.csv")
+    assert set(noise["method"]) == set(pd.read_csv(smoke / "results/tables/summary.csv")["method"])
+
+
+def test_replicate_seeds_retrain_each_method_at_its_middle_budget(smoke):
+    from prunebench.config import replicate_budgets, validate
+
+    cfg = yaml.safe_load((smoke / "smoke.yaml").read_text())
+    cfg["replicate_seeds"] = [1]
+    changed = smoke / "replicates.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))
+    resolved = validate(cfg)
+    trained = sum(len(replicate_budgets(resolved, m, "resnet8")) for m in cfg["methods"])
+    assert replicate_budgets(resolved, "slimming", "resnet8") == [0.5, 0.7]  # a chain's larger budget too
+    assert replicate_budgets(resolved, "dense", "resnet8") == []
+    # one backbone (seed 0's), no latency for replicates
+    assert jobs["train_method"] == jobs["evaluate"] == trained and "pretrain" not in jobs and "latency" not in jobs
 
 
 def test_cost_table_has_every_method_and_pretraining(smoke):

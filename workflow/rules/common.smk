@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate as schema_validate
 
 from prunebench.api import UserError, get_method
-from prunebench.config import config_hash, method_budgets, validate as validate_config
+from prunebench.config import backbone_seed, config_hash, method_budgets, replicate_budgets, validate as validate_config
 from prunebench.io import atomic_path
 from prunebench.tables import budget_str
 
@@ -77,17 +77,22 @@ def waiting_models(w, artifact: bool = False) -> int:
     its method and the models derived from them; a trained model, its derived models and, on a chain, the
     smaller budgets. So DLP's expert ranks (DLP and four derived models) start first: the longest chain."""
     derived = sum(parent == w.method for parent in DERIVED.values())
-    budgets = method_budgets(CFG, w.method, w.backbone)[0]
+    budgets = trained_budgets(w.method, w.backbone, int(w.seed))
     if artifact:
         return len(budgets) * (1 + derived)
     smaller = [b for b in budgets if float(b) < float(w.train_budget)] if w.method in CHAINED else []
     return derived + len(smaller)
 
 
+def pretrained(w):
+    """The pretrained backbone a run starts from (a replicate seed's: the first seed's)."""
+    return f"{RESULTS}/{w.dataset}/{w.backbone}/seed{backbone_seed(CFG, int(w.seed))}/pretrain/model.pt"
+
+
 def train_inputs(w):
     """A trained method's inputs: the pretrained backbone, its artifacts and a chained method's start model;
     a derived one's: its parent's model (and the backbone, which a control may run)."""
-    backbone = f"{RESULTS}/{w.dataset}/{w.backbone}/seed{w.seed}/pretrain/model.pt"
+    backbone = pretrained(w)
     if w.method in DERIVED:
         return {"trained": RUN.format(dataset=w.dataset, backbone=w.backbone, seed=w.seed, method=DERIVED[w.method],
                                       train_budget=w.train_budget) + "/model.pt", "backbone": backbone}
@@ -108,15 +113,22 @@ def artifact_paths(w):
     return {name: f"{base}/{name}.pt" for name in ARTIFACTS[w.method]}
 
 
+def trained_budgets(method, backbone, seed):
+    """The train budgets a seed runs: all of them, or a replicate seed's replicated ones."""
+    if seed in CFG["replicate_seeds"]:
+        return replicate_budgets(CFG, method, backbone)
+    return method_budgets(CFG, method, backbone)[0]
+
+
 def runs():
     """One dict of wildcards per evaluation: backbone x seed x method x train budget x eval budget."""
     for backbone in CFG["backbone"]["names"]:
-        for seed in CFG["seeds"]:
+        for seed in CFG["seeds"] + CFG["replicate_seeds"]:
             for method, entry in CFG["methods"].items():
                 if backbone not in entry["backbones"]:
                     continue
-                train_budgets, evals = method_budgets(CFG, method, backbone)
-                for train_budget in train_budgets:
+                evals = method_budgets(CFG, method, backbone)[1]
+                for train_budget in trained_budgets(method, backbone, seed):
                     for eval_budget in evals or [train_budget]:
                         yield dict(dataset=DATASET, backbone=backbone, seed=seed, method=method,
                                    train_budget=budget_str(train_budget), eval_budget=budget_str(eval_budget))
@@ -134,7 +146,9 @@ if not list(runs()):
 # One evaluation job and one latency job per trained model: folders of <eval budget>.json (and .parquet).
 TRAINED = sorted({RUN.format(**{k: v for k, v in r.items() if k != "eval_budget"}) for r in runs()})
 EVAL_DIRS = [f"{run}/eval" for run in TRAINED]
-LATENCY_DIRS = [f"{run}/latency" for run in TRAINED]
+# Latency needs no replicates: their job is the noise of accuracy and cost.
+LATENCY_DIRS = [f"{run}/latency" for run in TRAINED
+                if not any(f"/seed{seed}/" in run for seed in CFG["replicate_seeds"])]
 FIGURES = [f"{RESULTS}/figures/{name}.png" for name in ("accuracy_vs_macs", "latency_vs_macs", "macs_histograms")]
 
 
@@ -152,16 +166,18 @@ def cost_entries():
     bench = RESULTS + "/benchmarks"
     entries = []
     for backbone in CFG["backbone"]["names"]:
-        for seed in CFG["seeds"]:
-            entries.append(f"{backbone}:pretrain:pretrain:{bench}/pretrain/{DATASET}_{backbone}_seed{seed}.tsv")
+        for seed in CFG["seeds"] + CFG["replicate_seeds"]:
+            replicate = seed in CFG["replicate_seeds"]
+            if not replicate:
+                entries.append(f"{backbone}:pretrain:pretrain:{bench}/pretrain/{DATASET}_{backbone}_seed{seed}.tsv")
             for method, entry in CFG["methods"].items():
-                if backbone not in entry["backbones"]:
-                    continue
+                budgets = trained_budgets(method, backbone, seed) if backbone in entry["backbones"] else []
                 stem = f"{DATASET}_{backbone}_seed{seed}_{method}"
-                if method not in DERIVED:
+                if method not in DERIVED and budgets:
                     entries += [f"{backbone}:{method}:prepare:{bench}/prepare/{stem}_{a}.tsv" for a in ARTIFACTS[method]]
-                for budget in method_budgets(CFG, method, backbone)[0]:
+                stages = ("train", "evaluate") if replicate else ("train", "evaluate", "latency")
+                for budget in budgets:
                     entries += [f"{backbone}:{method}:{stage}:{bench}/{stage}/{stem}_{budget_str(budget)}.tsv"
-                                for stage in ("train", "evaluate", "latency")]
+                                for stage in stages]
     return entries
 

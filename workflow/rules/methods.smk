@@ -1,7 +1,7 @@
 rule prepare:
     """A method's per-backbone precomputation, shared by all its train budgets."""
     input:
-        backbone=RESULTS + "/{dataset}/{backbone}/seed{seed}/pretrain/model.pt",
+        backbone=pretrained,
     output:
         RESULTS + "/{dataset}/{backbone}/seed{seed}/{method}/artifacts/{artifact}.pt",
     params:
