@@ -334,7 +334,9 @@ def claims_table(summary: pd.DataFrame, methods: dict, records: Callable | None 
     `methods` (name -> Method). `records`: row -> per-sample frame (default: read the row's `records` path)."""
     out = []
     settings = list(summary[["dataset", "backbone"]].drop_duplicates().itertuples(index=False))
-    evidence = {(d, b): Evidence(summary[(summary["dataset"] == d) & (summary["backbone"] == b)], records)
+    ok = summary["status"] == "ok" if "status" in summary else pd.Series(True, index=summary.index)
+    measured, diverged = summary[ok], summary[~ok]
+    evidence = {(d, b): Evidence(measured[(measured["dataset"] == d) & (measured["backbone"] == b)], records)
                 for d, b in settings}
     for name, method in sorted(methods.items()):
         for claim in type(method).__dict__.get("claims", ()):  # declared by this class, not inherited
@@ -356,6 +358,12 @@ def claims_table(summary: pd.DataFrame, methods: dict, records: Callable | None 
                 else:
                     judgement = claim.check(ev) or Judgement(NOT_RUN)
                     row.update(setting="shape", published="(shape)")
+                lost = diverged[(diverged["dataset"] == dataset) & (diverged["backbone"] == backbone)
+                                & (diverged["method"] == name)]
+                if len(lost):  # a diverged training is a result: the row says so
+                    judgement.verdict = NOT_COMPARABLE if judgement.verdict == NOT_RUN else judgement.verdict
+                    budgets = ", ".join(f"{b:g}" for b in sorted(set(lost["train_budget"])))
+                    judgement.reproduced = "; ".join(filter(None, [f"diverged at {budgets}", judgement.reproduced]))
                 if judgement.verdict == NOT_RUN and not numeric:
                     judgement.reproduced = judgement.reproduced or "a method it compares is not in this run"
                 out.append({**row, **vars(judgement)})

@@ -20,7 +20,7 @@ from .config import backbone_spec, config_hash, load_config, provenance
 from .data import DatasetError, Normalizer, load_dataset
 from .io import save_torch, write_json, write_parquet
 from .memory import keep_freed_memory
-from .train import TrainSpec, accuracy, fit, set_seed
+from .train import Diverged, TrainSpec, accuracy, fit, set_seed
 
 
 def _dataset(cfg):
@@ -56,6 +56,23 @@ def load_model(path) -> tuple[torch.nn.Module, dict]:
                         f"from an incompatible version: delete it and re-run the step that produces it") from None
 
 
+def diverged_record(*paths) -> dict | None:
+    """The divergence an input carries (a model or artifact written for a job whose loss became NaN), else None."""
+    for path in paths:
+        if path and Path(path).exists():
+            blob = torch.load(path, map_location="cpu", weights_only=False)
+            if isinstance(blob, dict) and blob.get("diverged"):
+                return blob["diverged"]
+    return None
+
+
+def _save_diverged(path, record: dict, meta: dict) -> None:
+    """The output of a diverged job: what diverged where, in place of the model (a re-run skips it)."""
+    save_torch({"model": None, "diverged": record, "meta": {**meta, "kind": "diverged", "diverged": record}}, path)
+    print(f"diverged ({record['stage']}, epoch {record['epoch']}, step {record['step']}: loss {record['loss']}) "
+          f"-> {path}")
+
+
 def cmd_methods(args):
     for name, ep in sorted(registered_methods().items()):
         m = get_method(name)
@@ -72,7 +89,13 @@ def cmd_pretrain(args):
     set_seed(args.seed)
     net = build_backbone(b["name"], data.num_classes, data.in_channels, shortcut=b["shortcut"], width=b["width"])
     spec = TrainSpec.from_dict(cfg["pretrain"], "pretrain")
-    history = fit(net, data, spec, run, name=f"{out.name}.pretrain")
+    try:
+        history = fit(net, data, spec, run, name=f"{out.name}.pretrain")
+    except Diverged as err:
+        _save_diverged(out, err.record, {"backbone": b, "dataset": cfg["data"]["name"], **provenance(cfg, args.seed)})
+        if args.metrics:
+            write_json({"diverged": err.record, "backbone": b, **provenance(cfg, args.seed)}, args.metrics)
+        return
     net.to("cpu", memory_format=torch.contiguous_format)
     normalize = Normalizer(data.mean, data.std)
     metrics = {"test_accuracy": accuracy(net, data.test_x, data.test_y, normalize),
@@ -93,6 +116,10 @@ def cmd_train(args):
     cfg = load_config(args.config)
     method = get_method(args.method)
     backbone, meta = load_model(args.backbone_model)
+    if meta.get("kind") == "diverged":  # the pretraining diverged: every method on it does
+        _save_diverged(args.out, meta["diverged"], {"method": method.name, "budget": float(args.budget),
+                                                    "backbone": meta.get("backbone"), **provenance(cfg, args.seed)})
+        return
     budget = method.check_budget(backbone, args.budget)
     hp = _method_hp(cfg, method)
     data = _dataset(cfg)
@@ -109,11 +136,20 @@ def cmd_train(args):
     if args.start:
         run.start = _chain_start(args.start, method, budget)
     set_seed(args.seed)
-    net = method.train(backbone, data, budget, hp, run)
+    info = {"kind": "method", "method": method.name, "budget": budget, "hp": hp, "backbone": meta.get("backbone"),
+            "start": args.start, **provenance(cfg, args.seed)}
+    # an input that diverged (the backbone, a chain's start, an artifact) makes this result diverged too
+    upstream = diverged_record(args.start, *run.artifacts.values())
+    try:
+        if upstream:
+            raise Diverged(**{**upstream, "stage": f"{upstream['stage']} (an input of {method.name})"})
+        net = method.train(backbone, data, budget, hp, run)
+    except Diverged as err:
+        _save_diverged(out, err.record, info)
+        run.remove_checkpoints()
+        return
     net.to("cpu", memory_format=torch.contiguous_format).eval()
-    save_torch({"model": net, "meta": {"kind": "method", "method": method.name, "budget": budget, "hp": hp,
-                                      "backbone": meta.get("backbone"), "start": args.start,
-                                      **provenance(cfg, args.seed)}}, out)
+    save_torch({"model": net, "meta": info}, out)
     run.remove_checkpoints()
     print(f"{method.name} at {method.knob}={budget} -> {out}")
 
@@ -135,6 +171,9 @@ def cmd_derive(args):
     if method.derived_from is None:
         raise UserError(f"{method.name} is trained, not derived: use `prunebench train`")
     net, meta = load_model(args.trained_model)
+    if meta.get("kind") == "diverged":  # the parent's training diverged: so does this derived model
+        _save_diverged(args.out, meta["diverged"], {**meta, "method": method.name, **provenance(cfg, args.seed)})
+        return
     if meta.get("method") != method.derived_from:
         raise UserError(f"{args.trained_model} holds a {meta.get('method') or meta.get('kind')} model; "
                         f"{method.name} is derived from {method.derived_from}'s")
@@ -154,12 +193,20 @@ def cmd_prepare(args):
     method = get_method(args.method)
     if args.artifact not in method.artifacts:
         raise UserError(f"{method.name} has no artifact {args.artifact!r}; it has: {', '.join(method.artifacts) or 'none'}")
-    backbone, _ = load_model(args.backbone_model)
+    backbone, meta = load_model(args.backbone_model)
+    if meta.get("kind") == "diverged":
+        save_torch({"diverged": meta["diverged"]}, args.out)
+        return
     hp = _method_hp(cfg, method)
     data = _dataset(cfg)
     run = _run_context(args, Path(args.out), method=method.name, artifact=args.artifact, hp=hp)
     set_seed(args.seed)
-    save_torch(method.prepare(args.artifact, backbone, data, hp, run), args.out)
+    try:
+        save_torch(method.prepare(args.artifact, backbone, data, hp, run), args.out)
+    except Diverged as err:  # recorded in place of the artifact; the budgets' train jobs record it in turn
+        save_torch({"diverged": err.record}, args.out)
+        print(f"{method.name} {args.artifact} diverged: {err}")
+        return
     run.remove_checkpoints()
     print(f"{method.name} {args.artifact} -> {args.out}")
 
@@ -167,9 +214,11 @@ def cmd_prepare(args):
 def _trained(args):
     """The model file's network, method and metadata, and the budgets to evaluate it at (validated)."""
     net, meta = load_model(args.model)
-    if meta.get("kind") == "backbone":
+    if meta.get("kind") == "backbone" or (meta.get("kind") == "diverged" and "method" not in meta):
         return net, get_method("dense"), [1.0], meta
     method = get_method(meta["method"])
+    if net is None:  # diverged: nothing to check the budgets on
+        return net, method, [float(b) for b in args.budget] if args.budget else [meta["budget"]], meta
     budgets = [meta["budget"]] if not args.budget else [method.check_budget(net, b) for b in args.budget]
     for budget in budgets:
         if not method.test_time_knob and budget != meta["budget"]:
@@ -215,6 +264,12 @@ def cmd_evaluate(args):
     outputs = _outputs(args, budgets, {"summary": "json", "records": "parquet"})
     if not outputs[0]["summary"]:
         raise UserError("evaluate: give --summary (one budget) or --out-dir")
+    if net is None:  # a diverged training: rows that say so, with no measurements (and no per-sample records)
+        for budget, out in zip(budgets, outputs):
+            write_json({**_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed), "status": "diverged",
+                        "diverged": meta["diverged"], "epochs": _epochs(cfg, method)}, out["summary"])
+        print(f"{method.name}: diverged ({meta['diverged']['stage']}), {len(budgets)} rows recorded as such")
+        return
     data = _dataset(cfg)
     accountant = None
     for budget, out in zip(budgets, outputs):
@@ -224,7 +279,7 @@ def cmd_evaluate(args):
         run = _run_context(args, Path(out["summary"]))
         result = method.evaluate(model, data, budget, run, batch_size=cfg["evaluate"]["batch_size"], accountant=accountant)
         summary = {**result.summary, **_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed),
-                   "epochs": _epochs(cfg, method)}
+                   "status": "ok", "epochs": _epochs(cfg, method)}
         if out["records"]:
             write_parquet(result.records, out["records"])
         write_json(summary, out["summary"])
@@ -240,6 +295,11 @@ def cmd_latency(args):
     outputs = _outputs(args, budgets, {"out": "json"})
     if not outputs[0]["out"]:
         raise UserError("latency: give --out (one budget) or --out-dir")
+    if net is None:  # diverged: nothing to time
+        for budget, out in zip(budgets, outputs):
+            write_json({**_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed), "status": "diverged",
+                        "batches": {}}, out["out"])
+        return
     data = _dataset(cfg)
     lat = cfg["latency"]
     for budget, out in zip(budgets, outputs):
@@ -290,6 +350,8 @@ def cmd_plot(args):
     from .tables import budget_str, run_dir
 
     summary = pd.read_csv(args.summary)
+    if "status" in summary:  # a diverged training has no point to draw (the tables list it)
+        summary = summary[summary["status"] == "ok"]
     out = Path(args.out_dir)
     plots.accuracy_vs_macs(summary, out / "accuracy_vs_macs.png")
     plots.latency_vs_macs(summary, out / "latency_vs_macs.png")

@@ -34,15 +34,18 @@ def summary_table(eval_jsons, latency_jsons=()) -> pd.DataFrame:
     for path in eval_jsons:
         s = _read(path)
         row = {k: s.get(k) for k in KEYS}
-        row.update({k: s[k] for k in ("knob", "accuracy", "macs_mean", "macs_std", "macs_max", "macs_frac",
-                                      "controller_macs", "dense_macs", "blocks_mean", "blocks_max", "num_blocks", "n")})
-        for key in ("params", "params_frac", "budget_compliance", "epochs"):
-            row[key] = s.get(key)
+        # a diverged training's rows carry no measurements (NaN), and say where it diverged
+        row["status"] = s.get("status", "ok")
+        row["diverged"] = "{stage}, epoch {epoch}, step {step}".format(**s["diverged"]) if "diverged" in s else None
+        row.update({k: s.get(k, np.nan) for k in ("knob", "accuracy", "macs_mean", "macs_std", "macs_max", "macs_frac",
+                                                  "controller_macs", "dense_macs", "blocks_mean", "blocks_max",
+                                                  "num_blocks", "n", "params", "params_frac", "budget_compliance")})
+        row["epochs"] = s.get("epochs")
         records = Path(path).with_suffix(".parquet")  # the per-sample records the claims' noise comes from
         row["records"] = str(records) if records.exists() else None
         row["ours"] = bool(s.get("ours", False))  # a variant this harness adds, not the paper's
         row["static"] = bool(s.get("static", False))  # every sample costs the same
-        row["macs_speedup"] = 1 / s["macs_frac"] if s["macs_frac"] > 0 else np.nan
+        row["macs_speedup"] = 1 / row["macs_frac"] if row["macs_frac"] > 0 else np.nan
         row.update(config_hash=s["config_hash"], git_commit=s["git_commit"],
                    versions=";".join(f"{k}={v}" for k, v in sorted(s["versions"].items())))
         rows.append(row)
@@ -50,6 +53,8 @@ def summary_table(eval_jsons, latency_jsons=()) -> pd.DataFrame:
     lat_rows = []
     for path in latency_jsons:
         s = _read(path)
+        if s.get("status") == "diverged":
+            continue
         row = {k: s.get(k) for k in KEYS}
         for bs, r in s["batches"].items():
             row[f"latency_b{bs}_ms"] = r["model_ms"]
@@ -73,10 +78,12 @@ def pareto_table(summary: pd.DataFrame, fracs=PARETO_FRACS) -> pd.DataFrame:
     """Accuracy at given fractions of dense MACs, interpolated on each method's frontier (seed means)."""
     out = []
     points = (summary.groupby(["dataset", "backbone", "method", "train_budget", "eval_budget"], dropna=False)
-              [["macs_frac", "accuracy"]].mean().reset_index())
+              [["macs_frac", "accuracy"]].mean().reset_index())  # diverged points: NaN, left off the frontier
     for (dataset, backbone, method), g in points.groupby(["dataset", "backbone", "method"], dropna=False):
-        frontier = pareto_frontier(g["macs_frac"].to_numpy(), g["accuracy"].to_numpy())
-        row = {"dataset": dataset, "backbone": backbone, "method": method, "points": len(g)}
+        ok = g.dropna(subset=["accuracy"])
+        frontier = pareto_frontier(ok["macs_frac"].to_numpy(), ok["accuracy"].to_numpy())
+        row = {"dataset": dataset, "backbone": backbone, "method": method, "points": len(ok),
+               "diverged": len(g) - len(ok)}
         for f in fracs:
             row[f"acc@{int(f * 100)}%"] = interpolate(frontier, f)
         out.append(row)
@@ -113,8 +120,9 @@ def write_tables(summary: pd.DataFrame, out_dir) -> None:
     pareto = pareto_table(summary)
     registered = registered_methods()
     claims = claims_table(summary, {m: get_method(m) for m in summary["method"].unique() if m in registered})
-    noise = noise_table(summary) if summary["records"].notna().all() else pd.DataFrame()
-    short = summary[[c for c in [*KEYS, "ours", "static", "accuracy", "macs_mean", "macs_frac", "blocks_mean", "macs_speedup",
+    measured = summary[summary["status"] == "ok"]
+    noise = noise_table(measured) if measured["records"].notna().all() else pd.DataFrame()
+    short = summary[[c for c in [*KEYS, "status", "ours", "static", "accuracy", "macs_mean", "macs_frac", "blocks_mean", "macs_speedup",
                                  "params_frac", "budget_compliance", "latency_b1_ms", "plain_speedup_b1",
                                  "plain_speedup_b64", "realized_ratio_b1", "realized_ratio_b64"] if c in summary]]
     for frame, name in ((summary, "summary"), (pareto, "pareto"), (claims, "claims"), (noise, "noise")):

@@ -243,8 +243,7 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
                 model = net
                 loss, logits = forward_loss(model_for_loss, x, y)
             if not torch.isfinite(loss):
-                raise RuntimeError(f"{name}: loss became {loss.item()} at epoch {epoch + 1}, step {i}; "
-                                   f"lower the learning rate")
+                raise Diverged(name, epoch + 1, i, loss.item())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -270,6 +269,15 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
                             rng=_rng_states(), history=history, settings=settings), ckpt_path)
     net.eval()
     return history
+
+
+class Diverged(Exception):
+    """A training stage's loss became NaN or infinite: the job records it as its result (status: diverged)
+    instead of failing, so the rest of the DAG runs on and the tables show it."""
+
+    def __init__(self, stage: str, epoch: int, step: int, loss: float):
+        super().__init__(f"{stage}: loss became {loss} at epoch {epoch}, step {step}")
+        self.record = {"stage": stage, "epoch": epoch, "step": step, "loss": str(loss)}
 
 
 @torch.no_grad()

@@ -157,3 +157,23 @@ def test_notebook_executes_against_the_smoke_results(smoke, monkeypatch):
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
     assert any(o.get("output_type") == "display_data" or "image/png" in o.get("data", {})
                for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def test_a_diverging_method_is_a_result_and_the_dag_goes_on(smoke, tmp_path):
+    import shutil
+
+    work = tmp_path / "diverging"
+    shutil.copytree(smoke, work, symlinks=True)  # the smoke run's results and Snakemake's records of them
+    cfg = yaml.safe_load((work / "smoke.yaml").read_text())
+    cfg["methods"]["uniform_width"]["hp"]["finetune"]["lr"] = 1e12  # its loss becomes NaN within a step or two
+    (work / "smoke.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake(work, "--cores", "2")  # exits 0
+    summary = pd.read_csv(work / "results/tables/summary.csv")
+    lost = summary[summary["method"] == "uniform_width"]
+    assert (lost["status"] == "diverged").all() and lost["accuracy"].isna().all()
+    assert lost["diverged"].str.contains("finetune, epoch 1").all()
+    assert set(summary["method"]) == set(cfg["methods"]) and (summary.loc[summary["method"] != "uniform_width",
+                                                                           "status"] == "ok").all()
+    pareto = pd.read_csv(work / "results/tables/pareto.csv").set_index("method")
+    assert pareto.loc["uniform_width", "diverged"] == len(lost)
+    assert planned_jobs(snakemake(work, "-n", "--cores", "2")) == {}  # a re-run does not retrain it
