@@ -141,8 +141,10 @@ class Pruner:
     def _bridge(self, block, a: str, b: str) -> None:
         keep = self.masks.pop(block.prefix + a)
         self.bridged.append(f"{block.prefix}{a}+{b}")
-        if self.bridge_init == "zero":
-            # 4.4.1: a zero 1x1 conv: the branch contributes nothing, the whole block is removed.
+        if self.bridge_init == "zero" or not keep.any():
+            # 4.4.1: a zero 1x1 conv: the branch contributes nothing, the whole block is removed. With no channel
+            # left, composing gives that zero conv too (plus conv_b's BN shift, a constant): the block goes, so
+            # its C_in x C_out MACs are not counted for a constant.
             for key in [k for k in self.masks if k.startswith(block.prefix)]:
                 del self.masks[key]
             block.replace_units(list(block.unit_names), {})

@@ -1,5 +1,7 @@
 """Adaptive slimming: the global threshold, bridges, zero-channel layers, the input-side gate point and the export."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -166,9 +168,10 @@ def test_budget_below_the_floor_is_one_error_before_training():
     assert 0 < low < 0.2
     with pytest.raises(UserError, match="out of range"):
         method.check_budget(backbone, low / 2)
-    hp = method.resolve_hp({**method.quick_hp, "sparsity": {"epochs": 0}})
-    with pytest.raises(UserError, match="compose bridges"):  # above the layer-removal floor, below the bridges'
-        method.train(backbone, data, low * 1.01, hp, RunContext(seed=0))
+    # every channel pruned: a layer with none left removes its block in both inits, so both reach that floor
+    floors = {init: Pruner(copy.deepcopy(backbone), (data.in_channels, *data.image_size), init).floor()
+              for init in ("compose", "zero")}
+    assert floors["compose"] == pytest.approx(floors["zero"]) and floors["zero"] == pytest.approx(low, rel=1e-3)
     with pytest.raises(UserError, match="bridge_init"):
         method.resolve_hp({"bridge_init": "random"})
 
@@ -184,3 +187,15 @@ def test_chain_start_must_be_the_same_method_at_a_larger_budget(tmp_path):
     for name in ("other", "smaller"):
         with pytest.raises(UserError, match="continues from its own model at a larger budget"):
             _chain_start(tmp_path / f"{name}.pt", Slimming(), 0.5)
+
+
+def test_a_layer_with_no_channel_left_removes_its_block_when_composing():
+    """Composing over no channel would be a zero 1x1 conv costing C_in x C_out MACs for a constant: the block goes."""
+    net = _random_gammas(build_backbone("resnet8", 10, 3, shortcut="conv"))
+    pruner = Pruner(net, (3, 16, 16), "compose")
+    key = "blocks.1.conv1"
+    pruner.masks[key] = torch.zeros_like(pruner.masks[key])
+    assert pruner._bridge_thin_layers()
+    assert net.blocks[1].removed and not any(k.startswith("blocks.1.") for k in pruner.masks)
+    with torch.no_grad():
+        assert net(torch.randn(2, 3, 16, 16)).shape == (2, 10)
