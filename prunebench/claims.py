@@ -374,7 +374,8 @@ def claims_table(summary: pd.DataFrame, methods: dict, records: Callable | None 
 
 def noise_table(summary: pd.DataFrame, records: Callable | None = None) -> pd.DataFrame:
     """Each method's noise figure per dataset x backbone: seeds at its replicated point, the sd of one run's
-    accuracy over them, and the test-set 95 % half-width of one accuracy there (paired bootstrap vs a constant)."""
+    accuracy over them, the test-set 95 % half-width of one accuracy there, and the smallest difference between
+    two single runs the run can resolve (95 %: both runs' seed spread and two independent test-set draws)."""
     out = []
     for (dataset, backbone), rows in summary.groupby(["dataset", "backbone"]):
         ev = Evidence(rows, records)
