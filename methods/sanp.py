@@ -31,17 +31,22 @@ def saturating_sigmoid(x: torch.Tensor, a: float, b: float) -> torch.Tensor:
     return torch.clamp(a * torch.sigmoid(x) - b, 0.0, 1.0)
 
 
-def semantic_hash(s: torch.Tensor, training: bool, a: float, b: float) -> tuple[torch.Tensor, torch.Tensor]:
+def semantic_hash(s: torch.Tensor, training: bool, a: float, b: float,
+                  noise_scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Improved semantic hashing (Kaiser & Bengio 2018; sec. 3.3): (the code used in the forward, s2 as bool).
 
     Training: s1 = saturating_sigmoid(s + noise), noise ~ N(0, 1); s2 = 1[s1 > 0.5]. A random half
     of the samples uses s1, the other half s2, and the gradient always flows through s1
-    (straight-through). Evaluation: no noise, s2 only.
+    (straight-through). Evaluation: no noise, s2 only. `noise_scale`: the noise's sd is that fraction
+    of the sample's mean |s| in the layer instead of 1 (see SANP.hyperparameters).
     """
     if not training:
         s2 = inference_code(s, a, b)
         return s2.to(s.dtype), s2
-    s1 = saturating_sigmoid(s + torch.randn_like(s), a, b)
+    noise = torch.randn_like(s)
+    if noise_scale is not None:
+        noise = noise * (noise_scale * s.detach().abs().mean(1, keepdim=True))
+    s1 = saturating_sigmoid(s + noise, a, b)
     s2 = (s1 > 0.5).to(s.dtype)
     hard_rows = torch.zeros(s.shape[0], 1, dtype=torch.bool, device=s.device)
     hard_rows[torch.randperm(s.shape[0], device=s.device)[: s.shape[0] // 2]] = True
@@ -92,7 +97,7 @@ class SANPPolicy(GatePolicy):
     def __init__(self, net: GatedResNet, units: list[str], variant: str, hp: dict):
         super().__init__()
         self.gated_units = frozenset(units)
-        self.variant, self.a, self.b = variant, hp["hash_a"], hp["hash_b"]
+        self.variant, self.a, self.b, self.noise_scale = variant, hp["hash_a"], hp["hash_b"], hp["noise_scale"]
         self.spm = nn.ModuleDict({
             module_key(u): SaliencyModule(net.unit(u).conv.in_channels, net.unit(u).out_channels, hp["reduction"],
                                     hp["min_hidden"], static=variant == "static", initial=hp["saliency_init"])
@@ -112,7 +117,7 @@ class SANPPolicy(GatePolicy):
         if self.variant == "fixed_k":  # no binarisation: the k highest saliencies, k the same fraction everywhere
             mask = top_k_mask(s, max(1, math.ceil(self.keep_fraction * s.shape[1] - 1e-9)))
             return ChannelGate(s * mask, None, mask)
-        code, binary = semantic_hash(s, self.training, self.a, self.b)
+        code, binary = semantic_hash(s, self.training, self.a, self.b, self.noise_scale)
         return ChannelGate(s * code, None, binary)  # the trace counts the binary code
 
 
@@ -153,6 +158,7 @@ def _beats_ablations(ev):
 
 class SANP(Method):
     name = "sanp"
+    no_pruning = 1.0
     variant = "sanp"
     knob = "flops_frac"
     test_time_knob = False
@@ -168,7 +174,7 @@ class SANP(Method):
               Claim("beats-ablations", "more accurate than fixed-k and static saliency at equal MACs",
                     "SANP Table 3 (ResNet-18: 5.41 % vs 5.62 % / 5.48 %)", check=_beats_ablations))
     # The SPM warm-up (CE only, convs frozen) does not depend on the budget: made once per backbone.
-    artifacts = {"warmup": ("reduction", "min_hidden", "saliency_init", "hash_a", "hash_b", "gate_stem",
+    artifacts = {"warmup": ("reduction", "min_hidden", "saliency_init", "hash_a", "hash_b", "noise_scale", "gate_stem",
                             "recalibrate_images", "warmup")}
     hyperparameters = {
         "reduction": 4,        # [choice] SE reduction r; hidden = max(min_hidden, C_in / r)
@@ -178,6 +184,13 @@ class SANP(Method):
         "hash_a": 1.2,         # saturating sigmoid a, b (Kaiser & Bengio's values)
         "hash_b": 0.1,
         "lambda0": 0.01,       # lambda's bound (sec. 4.1.2)
+        # [choice] lambda0 = ratio x CE / mean |s| as fine-tuning starts (start_losses): at full clamp the cost term
+        # weighs `ratio` times the classification loss, whatever the backbone, dataset and schedule; null: lambda0
+        "lambda_ce_ratio": None,
+        # [choice] the hashing noise's sd as a fraction of the sample's mean |s| in the layer (null: N(0, 1), the
+        # paper's): s's scale is free (BN's affine makes up for it), so a fixed sd turns into coin flips once the
+        # L1 has shrunk s, and into no noise if s grows
+        "noise_scale": None,
         "cost_momentum": 0.9,  # [choice] p_t = moving average of the measured per-batch cost
         "spm_lr_scale": 1.0,   # [choice] the SPMs' learning rate as a multiple of the backbone's in fine-tuning
         # [choice] p_t from the codes inference will run ("inference", see _finetune) rather than the noisy
@@ -262,6 +275,11 @@ class SANP(Method):
         filters = sum(net.unit(u).out_channels for u in policy.gated_units)  # N of eq. 9
 
         steps = itertools.count()
+        lambda0 = hp["lambda0"]
+        if hp["lambda_ce_ratio"] is not None:  # measured before fit, so that a resumed job finds the same value
+            ce, l1 = start_losses(net, data, filters)
+            lambda0 = hp["lambda_ce_ratio"] * ce / l1
+            run.log.info("%s: lambda0 = %.4g (cross-entropy %.4f, mean |s| %.4f)", self.name, lambda0, ce, l1)
 
         def loss_fn(model, x, y):
             # p_t's sample: the mean cost of the batch, counted by the one accountant from the binary codes
@@ -281,9 +299,9 @@ class SANP(Method):
             if trace is not None:
                 update_average(policy.cost_average, float(accountant.backbone_macs(trace).mean()) + spm_macs,
                                hp["cost_momentum"])
-            if policy.variant == "fixed_k":  # k fixes the cost; a negative lambda would only inflate |s|
-                return F.cross_entropy(logits, y), logits
-            lam = budget_lambda(float(policy.cost_average), target, dense, hp["lambda0"])
+            # Table 3 compares the ablations on the same objective: fixed-k's k holds the cost near the budget,
+            # so its lambda stays near 0, as SANP's does once p_t is there
+            lam = budget_lambda(float(policy.cost_average), target, dense, lambda0)
             return F.cross_entropy(logits, y) + lam * policy.saliency_l1 / filters, logits
 
         def report():
@@ -317,6 +335,7 @@ class SANPFixedK(SANP):
 
     name = "sanp_fixed_k"
     variant = "fixed_k"
+    no_pruning = None  # at budget 1.0 k must still pay for the SPMs: a whole channel of the narrowest layers
     artifacts = {}  # the warm-up already runs at the budget's k
 
     def train(self, backbone, data, budget, hp, run):
@@ -333,6 +352,20 @@ class SANPFixedK(SANP):
         self._warm_up(net, data, hp, run)
         self._finetune(net, data, float(budget), hp, run, on_epoch_start=fit_fraction)
         return self._recalibrated(net, data, hp)
+
+
+@torch.no_grad()
+def start_losses(net: GatedResNet, data: Dataset, filters: int, images: int = 512) -> tuple[float, float]:
+    """Cross-entropy and mean |s| (the L1 term of eq. 9 without lambda) of the network as fine-tuning starts,
+    on the first training images with inference-time codes."""
+    device = next(net.parameters()).device
+    x = Normalizer(data.mean, data.std, device)(data.train_x[:images])
+    was_training = net.training
+    net.eval()
+    ce = F.cross_entropy(net(x), data.train_y[:images].to(device)).item()
+    l1 = float(net.policy.saliency_l1) / filters
+    net.train(was_training)
+    return ce, l1
 
 
 def costing(net: GatedResNet, data: Dataset) -> tuple[Accountant, float]:

@@ -100,3 +100,28 @@ def test_training_moves_the_cost_towards_the_budget(tiny):
                             "finetune": {"epochs": 10, "batch_size": 32, "lr": 0.01}})
     net = method.train(backbone, data, 0.3, hp, RunContext(seed=0))
     assert float(net.policy.cost_average) < 0.8 * Accountant(net, (3, 16, 16)).dense_macs
+
+
+def test_relative_noise_codes_do_not_depend_on_the_saliencies_scale():
+    # s's scale is free (BN's affine makes up for it): with the noise a fraction of mean |s|, shrinking every
+    # saliency of a sample leaves its training codes as they were; with N(0, 1) they turn into coin flips
+    s = torch.randn(64, 32) + 2.0
+    codes = {}
+    for scale in (1.0, 0.01):
+        for noise in (0.33, None):
+            torch.manual_seed(0)
+            codes[scale, noise] = semantic_hash(scale * s, training=True, a=1.2, b=0.1, noise_scale=noise)[1]
+    assert torch.equal(codes[1.0, 0.33], codes[0.01, 0.33])
+    assert codes[0.01, None].float().mean() < 0.6 < codes[1.0, None].float().mean()
+
+
+def test_lambda0_from_the_cross_entropy(tiny, caplog):
+    backbone, data = tiny
+    method = SANP()
+    hp = method.resolve_hp({"lambda_ce_ratio": 2.0, "warmup": {"epochs": 1, "batch_size": 64},
+                            "finetune": {"epochs": 1, "batch_size": 64}})
+    with caplog.at_level("INFO"):
+        method.train(backbone, data, 0.5, hp, RunContext(seed=0))
+    words = next(r.getMessage() for r in caplog.records if "lambda0 =" in r.getMessage()).split()
+    lambda0, ce, l1 = (float(words[i].strip("(),")) for i in (3, 5, 8))  # "sanp: lambda0 = L (cross-entropy C, mean |s| S)"
+    assert math.isclose(lambda0, 2.0 * ce / l1, rel_tol=1e-3) and ce > 0 and math.isclose(l1, 3.0, rel_tol=0.2)
