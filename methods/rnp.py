@@ -174,6 +174,7 @@ class RNP(Method):
 
     name = "rnp"
     knob = "penalty"          # p < 0, the reward per extra channel group: more negative, fewer groups
+    no_pruning = 0.0          # no penalty: the best policy keeps every group (the Q-function must learn it)
     test_time_knob = False
     hyperparameters = {
         "groups": 4,          # k (starting values from a public reproduction, METHODS.md)
@@ -189,7 +190,15 @@ class RNP(Method):
         "gamma": 0.999,
         "q_lr": 1e-4,         # Adam
         "tau": 0.005,         # soft target-network update
-        "alpha": 5.0,         # [choice] alpha * L_cls ~ 1 for the pretrained backbone (L_cls ~ 0.2)
+        # alpha * L_cls ~ 1 (METHODS.md); null: alpha = 1 / the backbone's cross-entropy measured on training
+        # images before the first round [choice: the pretrained backbone's, unpruned]
+        "alpha": None,
+        # [choice] the TD loss is quadratic up to this error (DQN: 1); returns here reach alpha * CE ~ 20-50, and
+        # a Huber loss that is linear there fits their median, ~0 whatever the action (the paper: squared)
+        "huber_delta": 1.0,
+        # [choice] p is per step for a network of this many gated convs: p * this / T on a network of T (the
+        # episode's total penalty then does not grow with depth); null: p as given, per step
+        "penalty_layers": None,
         "finetune": {"epochs": 1, "lr": 0.01, "schedule": "cosine"},
     }
     quick_hp = {"rounds": 1, "q_steps": 5, "rollout_batch": 32, "q_batch": 32, "finetune": {"epochs": 1, "batch_size": 64}}
@@ -200,6 +209,8 @@ class RNP(Method):
     def train(self, backbone, data, budget, hp, run):
         if hp["groups"] < 1 or hp["rounds"] < 1 or hp["q_steps"] < 1:
             raise UserError(f"{self.name}: groups, rounds and q_steps must be >= 1")
+        if not all(v is None or (isinstance(v, (int, float)) and v > 0) for v in (hp["alpha"], hp["penalty_layers"])):
+            raise UserError(f"{self.name}: alpha and penalty_layers must be positive numbers or null")
         net = copy_backbone(backbone, run.device)
         policy = RNPPolicy(net, pruned_units(net), hp["groups"], hp["embedding"], hp["hidden"]).to(run.device)
         net.policy = policy
@@ -207,15 +218,34 @@ class RNP(Method):
         optimizer = torch.optim.Adam(policy.q.parameters(), lr=hp["q_lr"])
         draws = torch.Generator().manual_seed(run.seed * 1_000_003 + 17)  # batches and replay samples
         policy.generator = torch.Generator().manual_seed(run.seed * 1_000_003 + 29)  # epsilon draws
+        # alpha from the pretrained backbone, before a resumed round's fine-tuning could change it
+        hp = {**hp, "alpha": hp["alpha"] or 1 / self._cross_entropy(net, data, run.seed), "penalty": float(budget)}
         start = self._resume(run, net, target, optimizer, draws, policy)
+        if hp["penalty_layers"]:
+            hp["penalty"] *= hp["penalty_layers"] / len(policy.widths)
+        run.log.info("rnp: alpha %.3f, penalty %.4g per group and step over %d gated convs", hp["alpha"],
+                     hp["penalty"], len(policy.widths))
         for round_ in range(start, hp["rounds"]):
-            self._learn_decisions(net, target, optimizer, draws, data, float(budget), hp, run, round_)
+            self._learn_decisions(net, target, optimizer, draws, data, hp, run, round_)
             self._finetune(net, data, hp, run, round_)
             self._save(run, round_, net, target, optimizer, draws, policy)
         policy.epsilon = 0.0
         return net.eval()
 
-    def _learn_decisions(self, net, target, optimizer, draws, data: Dataset, penalty: float, hp, run, round_):
+    @staticmethod
+    @torch.no_grad()
+    def _cross_entropy(net, data: Dataset, seed: int, images: int = 2048) -> float:
+        """The unpruned backbone's mean cross-entropy on training images (eval mode), for alpha."""
+        policy, net.policy = net.policy, None
+        net.eval()
+        device = next(net.parameters()).device
+        idx = torch.randint(len(data.train_x), (images,), generator=torch.Generator().manual_seed(seed * 1_000_003 + 41))
+        x = Normalizer(data.mean, data.std, device)(data.train_x[idx])
+        ce = F.cross_entropy(net(x), data.train_y[idx].to(device)).item()
+        net.policy = policy
+        return max(ce, 1e-3)
+
+    def _learn_decisions(self, net, target, optimizer, draws, data: Dataset, hp, run, round_):
         """Q-learning of the decision network, backbone fixed (eval mode); a fresh replay buffer per round."""
         policy = net.policy
         net.eval()
@@ -234,9 +264,10 @@ class RNP(Method):
             pooled, actions, ce = buffer.sample(hp["q_batch"])
             q = policy.q.q_values(pooled).gather(2, actions[..., None]).squeeze(2)
             with torch.no_grad():
-                y = q_targets(step_rewards(actions, ce, penalty, hp["alpha"]),
+                y = q_targets(step_rewards(actions, ce, hp["penalty"], hp["alpha"]),
                               target.q_values(pooled).max(2).values, hp["gamma"])
-            loss = F.smooth_l1_loss(q, y)  # [choice] Huber, as DQN: the squared TD error diverged (Q-loss 3e5)
+            # [choice] Huber, as DQN (the squared TD error diverged: Q-loss 3e5), quadratic up to `huber_delta`
+            loss = F.smooth_l1_loss(q, y, beta=hp["huber_delta"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -288,6 +319,7 @@ class RNPBias(RNP):
 
     name = "rnp_bias"
     knob = "q_bias"
+    no_pruning = None
     test_time_knob = True
     derived_from = "rnp"
     ours = True

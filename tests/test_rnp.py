@@ -95,3 +95,19 @@ def test_skip_mode_slices_prefixes_without_a_gather(tiny):
         assert all(isinstance(k[0], (int, type(None))) and isinstance(k[1], (int, type(None))) for k in keys)
         cut |= {k[1] for k in keys}
     assert net.unit("blocks.0.conv1").out_channels // 4 in cut
+
+
+def test_alpha_from_the_measured_cross_entropy_and_penalty_per_layer_count(tiny, caplog):
+    from prunebench.api import RunContext
+    from prunebench.methods.rnp import RNP
+
+    backbone, data = tiny
+    method = RNP()
+    hp = method.resolve_hp({**RNP.quick_hp, "penalty_layers": 3})
+    with caplog.at_level("INFO"):
+        net = method.train(backbone, data, -0.06, hp, RunContext(seed=0))
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("rnp: alpha"))
+    gated = len(net.policy.widths)
+    assert f"penalty {-0.06 * 3 / gated:.4g} per group and step over {gated} gated convs" in line
+    ce = RNP._cross_entropy(copy_backbone(backbone), data, 0)
+    assert abs(float(line.split()[2].rstrip(",")) - 1 / ce) < 1e-3 * (1 / ce)
