@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import sys
 from pathlib import Path
@@ -355,10 +356,14 @@ def cmd_plot(args):
     out = Path(args.out_dir)
     plots.accuracy_vs_macs(summary, out / "accuracy_vs_macs.png")
     plots.latency_vs_macs(summary, out / "latency_vs_macs.png")
-    records = plots.mid_budget_records(summary, lambda r: run_dir(args.results_root, r["dataset"], r["backbone"], r["seed"],
-                                                                  r["method"], r["train_budget"])
-                                       / "eval" / f"{budget_str(r['eval_budget'])}.parquet")
-    plots.macs_histograms(records, out / "macs_histograms.png")
+    def evaluation(r, suffix):  # one evaluation's file (a budget such as 0.5 has a dot: no with_suffix)
+        return run_dir(args.results_root, r["dataset"], r["backbone"], r["seed"], r["method"],
+                       r["train_budget"]) / "eval" / f"{budget_str(r['eval_budget'])}.{suffix}"
+
+    plots.macs_histograms(plots.mid_budget_records(summary, lambda r: evaluation(r, "parquet")),
+                          out / "macs_histograms.png")
+    plots.gate_widths(plots.mid_budget_records(summary, lambda r: evaluation(r, "json"),
+                                               read=lambda p: json.loads(p.read_text())), out / "gate_widths.png")
     print(f"figures -> {out}")
 
 

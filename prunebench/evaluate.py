@@ -7,6 +7,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -59,6 +60,11 @@ def evaluate(net: GatedResNet, data: Dataset, run: RunContext, *, split: str = "
     for unit, active in trace.gated_active.items():
         records[f"channels:{unit}"] = active.numpy().astype("int32")
     summary = summarize(records, accountant.dense_macs, net.num_blocks)
+    # Per gated layer: how many samples ran with each number of active channels (a collapsed policy shows
+    # as one bar at the smallest width in every layer).
+    summary["gate_histograms"] = {unit: {int(k): int(v) for k, v in zip(*np.unique(active.numpy(), return_counts=True))}
+                                  for unit, active in trace.gated_active.items()}
+    summary["gate_widths"] = {unit: int(net.unit(unit).out_channels) for unit in trace.gated_active}
     # Parameters of the network as evaluated (a physically pruned one is smaller; policies count) against the
     # dense network of the same spec: adaptive slimming's claim is about parameters.
     summary["params"] = sum(p.numel() for p in net.parameters())
@@ -74,6 +80,8 @@ def summarize(records: pd.DataFrame, dense_macs: float, num_blocks: int) -> dict
         "macs_mean": float(macs.mean()),
         "macs_std": float(macs.std(ddof=0)),
         "macs_max": float(macs.max()),
+        "macs_p05": float(macs.quantile(0.05)),
+        "macs_p95": float(macs.quantile(0.95)),
         "macs_frac": float(macs.mean() / dense_macs),
         "backbone_macs_mean": float(records["backbone_macs"].mean()),
         "controller_macs": float(records["controller_macs"].iloc[0]) if len(records) else 0.0,

@@ -63,8 +63,33 @@ def macs_histograms(records: dict[str, pd.DataFrame], path) -> None:
     _save(fig, path)
 
 
-def mid_budget_records(summary: pd.DataFrame, records_path) -> dict[str, pd.DataFrame]:
-    """For each method, the records of its median-MACs evaluation (first dataset/backbone/seed)."""
+def gate_widths(evaluations: dict[str, dict], path) -> None:
+    """Per channel-gated method (at its mid budget): for every gated layer, the share of test samples that ran
+    it at each tenth of its width. A collapsed policy is one dark column at the left in every row."""
+    gated = {m: e for m, e in evaluations.items() if e.get("gate_histograms")}
+    cols = min(max(len(gated), 1), 5)
+    rows = max(1, -(-len(gated) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 4.5 * rows), squeeze=False)
+    for ax in axes.flat[len(gated):]:
+        ax.set_axis_off()
+    for ax, (method, e) in zip(axes.flat, sorted(gated.items())):
+        layers = list(e["gate_histograms"])
+        shares = pd.DataFrame(0.0, index=range(len(layers)), columns=[f"{(b + 1) / 10:.1f}" for b in range(10)])
+        for i, unit in enumerate(layers):
+            for active, count in e["gate_histograms"][unit].items():
+                share = int(active) / e["gate_widths"][unit]
+                shares.iloc[i, min(9, max(0, int(share * 10 - 1e-9)))] += count / e["n"]
+        sns.heatmap(shares, vmin=0, vmax=1, cmap="rocket_r", cbar=False, xticklabels=2, ax=ax)
+        ax.set_title(f"{method} ({e['macs_frac']:.2f} of dense)", fontsize=10)
+        ax.set(xlabel="active share of the layer (up to)", ylabel="gated layer, input to output")
+        ax.set_yticks([])
+    fig.subplots_adjust(hspace=0.4)
+    fig.colorbar(plt.cm.ScalarMappable(cmap="rocket_r"), ax=axes, shrink=0.6, label="share of test images")
+    _save(fig, path)
+
+
+def mid_budget_records(summary: pd.DataFrame, records_path, read=pd.read_parquet) -> dict:
+    """For each method, the records of its median-MACs evaluation (first dataset/backbone/seed), read by `read`."""
     out = {}
     first = summary.iloc[0] if len(summary) else None
     for method, g in summary.groupby("method"):
@@ -72,5 +97,5 @@ def mid_budget_records(summary: pd.DataFrame, records_path) -> dict[str, pd.Data
         if g.empty:
             continue
         row = g.sort_values("macs_frac").iloc[(len(g) - 1) // 2]
-        out[method] = pd.read_parquet(records_path(row))
+        out[method] = read(records_path(row))
     return out

@@ -37,7 +37,7 @@ def summary_table(eval_jsons, latency_jsons=()) -> pd.DataFrame:
         # a diverged training's rows carry no measurements (NaN), and say where it diverged
         row["status"] = s.get("status", "ok")
         row["diverged"] = "{stage}, epoch {epoch}, step {step}".format(**s["diverged"]) if "diverged" in s else None
-        row.update({k: s.get(k, np.nan) for k in ("knob", "accuracy", "macs_mean", "macs_std", "macs_max", "macs_frac",
+        row.update({k: s.get(k, np.nan) for k in ("knob", "accuracy", "macs_mean", "macs_std", "macs_max", "macs_p05", "macs_p95", "macs_frac",
                                                   "controller_macs", "dense_macs", "blocks_mean", "blocks_max",
                                                   "num_blocks", "n", "params", "params_frac", "budget_compliance")})
         row["epochs"] = s.get("epochs")
