@@ -52,6 +52,7 @@ class RandomDrop(Method):
 
     name = "random_drop"
     knob = "blocks"
+    no_pruning = "all blocks"
     test_time_knob = True
     hyperparameters = {}
 
@@ -85,6 +86,7 @@ class UniformWidth(Method):
 
     name = "uniform_width"
     knob = "width"
+    no_pruning = 1.0
     static = True
     hyperparameters = {"finetune": {"epochs": 2, "lr": 0.01, "schedule": "cosine"}}
 

@@ -301,6 +301,7 @@ def _beats_blockdrop_at_20_of_54(ev):
 class DLP(Method):
     name = "dlp"
     knob = "blocks"
+    no_pruning = "all blocks"
     # The seed text names no schedule or dense accuracy: ResNet-110 on CIFAR-10 as BlockDrop's (93.2 %, He et
     # al.'s 164 epochs), which it compares with [choice]. Its random-pruning comparison is on mini-ImageNet.
     claims = (Claim("dense-at-70%", "with 70 % of the blocks the accuracy equals the dense network's",

@@ -103,6 +103,7 @@ class FBS(Method):
 
     name = "fbs"
     knob = "density"
+    no_pruning = 1.0
     test_time_knob = False
     # d is lowered step by step, fine-tuning at each step (sec. 4): the train budgets are those steps,
     # each continuing from the model fine-tuned at the next larger density (run.start).

@@ -79,6 +79,7 @@ class LCNet(Method):
 
     name = "lcnet"
     knob = "l1"
+    no_pruning = 0.0  # no L1 on the gates: they stay open
     test_time_knob = False
     parallel = True
     # Table 1 counts MACs ("GFLOPs" of 0.55 for ResNet-18). The accountant counts what runs: in parallel mode
@@ -133,6 +134,7 @@ class LCNetScratch(LCNet):
     paper: budget 0; a positive budget adds the same L1 as `lcnet`)."""
 
     name = "lcnet_scratch"
+    no_pruning = None  # trained from scratch: not the pretrained dense network
     # Table 1's headline row, in the paper's original (parallel) configuration.
     claims = (Claim("resnet18-scratch", "ResNet-18 on CIFAR-10 trained from scratch with LC-Net: 95.25 % at 0.33 of "
                     "0.55 GMACs (dense 93.02 %)", "LC-Net, Table 1", "cifar10", "resnet18", (("finetune", 270),),

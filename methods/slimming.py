@@ -221,6 +221,7 @@ class Slimming(Method):
 
     name = "slimming"
     knob = "flops_frac"
+    no_pruning = 1.0
     static = True
     chained = True
     claims = (Claim("keeps-dense-accuracy", "with half of the parameters removed the accuracy does not decrease "

@@ -48,6 +48,9 @@ class Method:
     # The train budgets lie on one chain (e.g. iterative pruning): each budget continues from the
     # model trained at the next larger budget (handed to train as run.start), so a sweep costs one run.
     chained: bool = False
+    # The budget that prunes nothing (the knob's identity: p = 0, width 1.0, ...; "all blocks" for a block
+    # count): where the config runs it, the claims table checks it reproduces the dense network (a sanity row).
+    no_pruning: float | str | None = None
 
     def budget_range(self, backbone: GatedResNet) -> tuple[float, float]:
         """Inclusive range of valid budgets on this backbone."""

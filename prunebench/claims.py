@@ -326,6 +326,38 @@ def published_text(claim: Claim) -> str:
     return text + f" (margin {claim.margin * 100:.2g} pt)"
 
 
+# ---------------------------------------------------------------- sanity
+
+
+SANITY_MARGIN = 0.005  # the no-pruning setting may lose this much accuracy against dense and still hold
+SANITY = Claim("sanity", "with its knob at no pruning, the method is the dense network: its cost, its accuracy "
+               f"(within {SANITY_MARGIN * 100:g} pt)", "harness (a sanity point on every knob)",
+               margin=SANITY_MARGIN, published="(the dense network)")
+
+
+def judge_sanity(method, name: str, ev: Evidence) -> Judgement | None:
+    """The method's no-pruning point against the dense network: does not hold if it costs under 99 % of dense
+    MACs; else the accuracy difference (paired, with seeds) against -margin. None where the point did not run."""
+    if not ev.has(name, "dense"):
+        return None
+    pts = ev.points(name)
+    if method.no_pruning == "all blocks":
+        at = pts[pts["eval_budget"] == pts["num_blocks"]]
+    else:
+        knob = "eval_budget" if method.test_time_knob else "train_budget"
+        at = pts[np.isclose(pts[knob].astype(float), float(method.no_pruning))]
+    if at.empty:
+        return None
+    p = at.iloc[-1]
+    est, dense = ev.at_point(name, p["train_budget"], p["eval_budget"]), ev.dense()
+    d = difference(est, dense)
+    reproduced = (f"{est.accuracy:.2%} at {est.macs_frac:.3f} of dense MACs (budget {p['train_budget']:g}/"
+                  f"{p['eval_budget']:g}), dense {dense.accuracy:.2%}: {pt(d.value)} [{pt(d.low)}, {pt(d.high)}]")
+    if est.macs_frac < 0.99:
+        return Judgement(FAILS, reproduced, f"cost {est.macs_frac - 1:+.3f} of dense", noise_text(d), est.seeds)
+    return Judgement(against(d, -SANITY_MARGIN), reproduced, pt(d.value + SANITY_MARGIN), noise_text(d), est.seeds)
+
+
 # ---------------------------------------------------------------- the table
 
 
@@ -367,6 +399,13 @@ def claims_table(summary: pd.DataFrame, methods: dict, records: Callable | None 
                 if judgement.verdict == NOT_RUN and not numeric:
                     judgement.reproduced = judgement.reproduced or "a method it compares is not in this run"
                 out.append({**row, **vars(judgement)})
+        if getattr(method, "no_pruning", None) is not None:
+            for (dataset, backbone), ev in evidence.items():
+                judgement = judge_sanity(method, name, ev)
+                if judgement is not None:
+                    out.append({"method": name, "claim": SANITY.id, "text": SANITY.text, "source": SANITY.source,
+                                "dataset": dataset, "backbone": backbone, "setting": "sanity",
+                                "published": SANITY.published, **vars(judgement)})
     table = pd.DataFrame(out, columns=COLUMNS)
     table["seeds"] = table["seeds"].fillna(0).astype(int)
     return table

@@ -128,3 +128,22 @@ def check_method(method: Method | str, hp: dict | None = None) -> dict:
     res_again = method.evaluate(again, data, eval_budgets[-1], run, batch_size=32, accountant=accountant)
     assert res_again.summary == results[eval_budgets[-1]], f"{name}: the same seed gave different results"
     return results
+
+
+def check_no_pruning(method: Method | str, hp: dict | None = None) -> dict:
+    """The method at its `no_pruning` budget costs what the dense network costs (mean MACs, its controller
+    included, within 1 %: the claims table's sanity rule). For knobs whose identity is structural or kept by a
+    short training; a learned one (RNP's p = 0) is checked on a real run's claims table instead."""
+    method = get_method(method) if isinstance(method, str) else method
+    assert method.no_pruning is not None, f"{method.name} declares no no_pruning budget"
+    backbone, data = tiny_setup()
+    hp = method.resolve_hp({**getattr(method, "quick_hp", {}), **(hp or {})})
+    budget = backbone.num_blocks if method.no_pruning == "all blocks" else method.no_pruning
+    run = RunContext(seed=0)
+    set_seed(0)
+    net = method.train(backbone, data, backbone.num_blocks if method.knob == "blocks" else budget, hp, run)
+    accountant = Accountant(net, (data.in_channels, *data.image_size))
+    summary = method.evaluate(net, data, budget, run, batch_size=32, accountant=accountant).summary
+    assert summary["macs_frac"] >= 0.99, \
+        f"{method.name} at {budget} (no pruning) costs {summary['macs_frac']:.4f} of the dense network's MACs"
+    return summary

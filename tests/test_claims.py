@@ -148,3 +148,25 @@ def test_claims_are_declared_by_the_class_not_inherited():
 
     summary, records = _table([("x", 1, 1, 0, 0.5, 1.0)])
     assert len(claims_table(summary, {"p": Parent(), "c": Child()}, records)) == 1
+
+
+def test_a_sanity_row_for_each_knob_at_no_pruning():
+    # RNP at p = 0: at dense cost and as accurate (the same images right) holds; a p = 0 that prunes to half
+    # the cost does not hold, whatever its accuracy; no p = 0 in the run: no row
+    dense = _correct(0.93, 7)
+    rows = [("dense", 1, 1, 0, 0.93, 1.0), ("rnp", 0.0, 0.0, 0, 0.93, 1.0), ("rnp", -0.01, -0.01, 0, 0.90, 0.4)]
+    summary, records = _table(rows)
+    frames = {("dense", 0.93): dense, ("rnp", 0.93): dense}
+
+    def same_images(row):
+        frame = records(row)
+        key = (row["method"], row["accuracy"])
+        return frame.assign(correct=frames[key]) if key in frames else frame
+
+    rnp = {"rnp": get_method("rnp")}
+    sanity = claims_table(summary, rnp, same_images).set_index("claim").loc["sanity"]
+    assert sanity["verdict"] == HOLDS and sanity["setting"] == "sanity" and "+0.00 pt" in sanity["reproduced"]
+    halved = summary.assign(macs_frac=np.where(summary["train_budget"] == 0.0, 0.5, summary["macs_frac"]))
+    assert claims_table(halved, rnp, same_images).set_index("claim").loc["sanity", "verdict"] == FAILS
+    without = summary[summary["train_budget"] != 0.0]
+    assert "sanity" not in set(claims_table(without, rnp, records)["claim"])
