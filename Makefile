@@ -5,7 +5,7 @@ PYTHON ?= python3
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: env data reproduce test test-slow clean
+.PHONY: env data reproduce record test test-slow clean
 
 env: $(VENV)/.installed
 
@@ -29,6 +29,14 @@ data:
 reproduce: env data
 	$(VENV)/bin/snakemake --cores all
 	$(VENV)/bin/snakemake --cores all --report results/report.html
+
+# Results of record: the last default run's tables and figures, copied into docs/ for readers who do not run it.
+RESULTS ?= results
+record:
+	@test -f $(RESULTS)/tables/claims.md || { echo "no $(RESULTS)/tables/claims.md: run 'make reproduce' first"; exit 1; }
+	mkdir -p docs/results
+	for t in summary pareto claims noise cost; do cp $(RESULTS)/tables/$$t.md docs/results/; done
+	cp $(RESULTS)/figures/*.png docs/results/
 
 test: env
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
