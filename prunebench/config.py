@@ -30,7 +30,7 @@ DEFAULTS = {
     "pretrain": {},
     "methods": {},
     "evaluate": {"batch_size": 256},
-    "latency": {"batch_sizes": [1, 64], "warmup": 5, "repeats": 30},
+    "latency": {"batch_sizes": [1, 64], "warmup": 5, "repeats": 30, "exclusive": True},
 }
 METHOD_KEYS = {"train_budgets", "eval_budgets", "hp", "backbones"}
 

@@ -166,7 +166,8 @@ def test_a_sanity_row_for_each_knob_at_no_pruning():
     rnp = {"rnp": get_method("rnp")}
     sanity = claims_table(summary, rnp, same_images).set_index("claim").loc["sanity"]
     assert sanity["verdict"] == HOLDS and sanity["setting"] == "sanity" and "+0.00 pt" in sanity["reproduced"]
-    halved = summary.assign(macs_frac=np.where(summary["train_budget"] == 0.0, 0.5, summary["macs_frac"]))
-    assert claims_table(halved, rnp, same_images).set_index("claim").loc["sanity", "verdict"] == FAILS
+    halved, halved_records = _table([rows[0], ("rnp", 0.0, 0.0, 0, 0.93, 0.5), rows[2]])
+    row = claims_table(halved, rnp, halved_records).set_index("claim").loc["sanity"]
+    assert row["verdict"] == FAILS and row["margin"].startswith("-49.00 pt of dense MACs")
     without = summary[summary["train_budget"] != 0.0]
     assert "sanity" not in set(claims_table(without, rnp, records)["claim"])

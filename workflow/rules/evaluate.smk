@@ -20,7 +20,7 @@ rule evaluate:
 
 rule latency:
     """Skip-mode latency at each evaluation budget beside the dense backbone's; takes every core so
-    nothing else runs meanwhile (<budget>.json in latency/)."""
+    nothing else runs meanwhile, unless latency.exclusive is false (<budget>.json in latency/)."""
     input:
         model=RUN + "/model.pt",
     output:
@@ -32,7 +32,7 @@ rule latency:
         RESULTS + "/logs/latency/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}.log",
     benchmark:
         RESULTS + "/benchmarks/latency/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}.tsv"
-    threads: workflow.cores
+    threads: workflow.cores if CFG["latency"]["exclusive"] else 1
     resources:
         gpu=1,
     shell:
