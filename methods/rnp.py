@@ -22,7 +22,7 @@ from prunebench.backbones import GatedResNet
 from prunebench.data import Dataset, Normalizer
 from prunebench.gates import ChannelGate, GatePolicy
 from prunebench.io import save_torch
-from prunebench.train import TrainSpec, fit
+from prunebench.train import TrainSpec, fit, mean_cross_entropy
 
 
 def prefix_lengths(channels: int, groups: int) -> list[int]:
@@ -233,15 +233,12 @@ class RNP(Method):
         return net.eval()
 
     @staticmethod
-    @torch.no_grad()
     def _cross_entropy(net, data: Dataset, seed: int, images: int = 2048) -> float:
         """The unpruned backbone's mean cross-entropy on training images (eval mode), for alpha."""
-        policy, net.policy = net.policy, None
-        net.eval()
-        device = next(net.parameters()).device
         idx = torch.randint(len(data.train_x), (images,), generator=torch.Generator().manual_seed(seed * 1_000_003 + 41))
-        x = Normalizer(data.mean, data.std, device)(data.train_x[idx])
-        ce = F.cross_entropy(net(x), data.train_y[idx].to(device)).item()
+        policy, net.policy = net.policy, None
+        ce = mean_cross_entropy(net, data.train_x[idx], data.train_y[idx],
+                                Normalizer(data.mean, data.std, next(net.parameters()).device))
         net.policy = policy
         return max(ce, 1e-3)
 

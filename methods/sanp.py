@@ -24,7 +24,7 @@ from prunebench.backbones import GatedResNet
 from prunebench.data import Dataset, Normalizer
 from prunebench.flops import Accountant, controller_macs
 from prunebench.gates import ChannelGate, GatePolicy, module_key, top_k_mask
-from prunebench.train import TrainSpec, fit, recalibrate_bn
+from prunebench.train import TrainSpec, fit, mean_cross_entropy, recalibrate_bn
 
 def saturating_sigmoid(x: torch.Tensor, a: float, b: float) -> torch.Tensor:
     """clamp(a*sigmoid(x) - b, 0, 1) (Kaiser & Sutskever 2015; eq. 7)."""
@@ -354,18 +354,12 @@ class SANPFixedK(SANP):
         return self._recalibrated(net, data, hp)
 
 
-@torch.no_grad()
 def start_losses(net: GatedResNet, data: Dataset, filters: int, images: int = 512) -> tuple[float, float]:
     """Cross-entropy and mean |s| (the L1 term of eq. 9 without lambda) of the network as fine-tuning starts,
     on the first training images with inference-time codes."""
-    device = next(net.parameters()).device
-    x = Normalizer(data.mean, data.std, device)(data.train_x[:images])
-    was_training = net.training
-    net.eval()
-    ce = F.cross_entropy(net(x), data.train_y[:images].to(device)).item()
-    l1 = float(net.policy.saliency_l1) / filters
-    net.train(was_training)
-    return ce, l1
+    normalize = Normalizer(data.mean, data.std, next(net.parameters()).device)
+    ce = mean_cross_entropy(net, data.train_x[:images], data.train_y[:images], normalize)
+    return ce, float(net.policy.saliency_l1) / filters  # the L1 sum of that same forward
 
 
 def costing(net: GatedResNet, data: Dataset) -> tuple[Accountant, float]:

@@ -22,16 +22,6 @@ def _save(fig, path) -> None:
 BLOCK_KNOBS = ("blocks", "gamma")  # methods that skip whole blocks; every other knob gates channels
 
 
-def _kind(method: str) -> str:
-    from .api import get_method
-
-    try:
-        knob = get_method(method).knob
-    except Exception:  # a method no longer installed: drawn with the channel methods
-        return "channels"
-    return "none" if knob == "none" else "blocks" if knob in BLOCK_KNOBS else "channels"
-
-
 def accuracy_vs_macs(summary: pd.DataFrame, path) -> None:
     """Accuracy against MACs (fraction of dense): one row of panels per dataset x backbone, block-skipping and
     channel methods apart. Each method's Pareto front is a line through its seed-mean points, dominated points
@@ -46,10 +36,11 @@ def accuracy_vs_macs(summary: pd.DataFrame, path) -> None:
     for row, ((dataset, backbone), g) in zip(axes, settings):
         means = (g.groupby(["method", "train_budget", "eval_budget"])
                  .agg(macs_frac=("macs_frac", "mean"), accuracy=("accuracy", "mean"), sd=("accuracy", "std"),
-                      seeds=("seed", "nunique"), ours=("ours", "max")).reset_index())
+                      seeds=("seed", "nunique"), ours=("ours", "max"), knob=("knob", "first")).reset_index())
         dense = means[means["method"] == "dense"]
+        blocks = means["knob"].isin(BLOCK_KNOBS)
         for ax, kind in zip(row, kinds):
-            for method, m in means[means["method"].map(_kind) == kind].groupby("method"):
+            for method, m in means[(means["method"] != "dense") & (blocks == (kind == "blocks"))].groupby("method"):
                 front = pareto_frontier(m["macs_frac"].to_numpy(), m["accuracy"].to_numpy())
                 style = "--" if m["ours"].any() else "-"
                 ax.plot(front[:, 0], front[:, 1], style, marker="o", color=palette[method], label=method, lw=1.6)

@@ -141,7 +141,7 @@ def check_no_pruning(method: Method | str, hp: dict | None = None) -> dict:
     budget = backbone.num_blocks if method.no_pruning == "all blocks" else method.no_pruning
     run = RunContext(seed=0)
     set_seed(0)
-    net = method.train(backbone, data, backbone.num_blocks if method.knob == "blocks" else budget, hp, run)
+    net = method.train(backbone, data, budget, hp, run)
     accountant = Accountant(net, (data.in_channels, *data.image_size))
     summary = method.evaluate(net, data, budget, run, batch_size=32, accountant=accountant).summary
     assert summary["macs_frac"] >= 0.99, \

@@ -294,6 +294,16 @@ def accuracy(net: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, normalize: 
 
 
 @torch.no_grad()
+def mean_cross_entropy(net: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, normalize: Normalizer) -> float:
+    """Mean cross-entropy of one batch in eval mode (mask mode, the net's current policy)."""
+    was_training = net.training
+    net.eval()
+    ce = F.cross_entropy(net(normalize(x_uint8)), y.to(normalize.device)).item()
+    net.train(was_training)
+    return ce
+
+
+@torch.no_grad()
 def recalibrate_bn(net: GatedResNet, data: Dataset, images: int, batch_size: int = 256,
                    before_batch: Callable[[], None] | None = None) -> None:
     """Re-estimate the backbone's BN running statistics on `images` training images (no augmentation)
