@@ -5,7 +5,7 @@ PYTHON ?= python3
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: env data reproduce record test test-slow clean
+.PHONY: env data browser reproduce record test test-slow clean
 
 env: $(VENV)/.installed
 
@@ -25,6 +25,11 @@ data:
 		|| echo "apt-get failed: the official download will be used"; \
 	fi
 
+# Debian's headless Chromium, for the test that opens the report in a browser (`make test-slow`).
+browser:
+	@command -v chromium-headless-shell >/dev/null 2>&1 || command -v chromium >/dev/null 2>&1 || \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium-headless-shell)
+
 # The workflow's default target on config/config.yaml, then the HTML report.
 reproduce: env data
 	$(VENV)/bin/snakemake --cores all
@@ -41,8 +46,9 @@ record:
 test: env
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
 
-# The shortened paper config (every seed method on its paper's backbones, synthetic CIFAR-shaped data).
-test-slow: env
+# The shortened paper config (every seed method on its paper's backbones, synthetic CIFAR-shaped data)
+# and the smoke run's report opened in headless Chromium.
+test-slow: env browser
 	$(PY) -m pytest -q -p no:cacheprovider -m slow -s
 
 clean:

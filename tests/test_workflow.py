@@ -1,6 +1,10 @@
 """The whole Snakemake DAG on the smoke config: tables, figures, report, incremental re-runs, notebook."""
 
+import html
+import json
 import re
+import shutil
+import subprocess
 
 import pandas as pd
 import pytest
@@ -146,6 +150,27 @@ def test_bad_config_fails_fast_with_the_key_path(smoke):
 def test_report(smoke):
     snakemake(smoke, "--report", str(smoke / "report.html"), "--cores", "1")
     assert (smoke / "report.html").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_report_shows_the_claims_table_and_figures_in_a_browser(smoke, tmp_path):
+    """Headless Chromium clicks through the smoke run's report (tests/report_probe.html) and reads what it shows."""
+    browser = shutil.which("chromium-headless-shell") or shutil.which("chromium")
+    if browser is None:
+        pytest.fail("no Chromium: apt-get install chromium-headless-shell (`make test-slow` does)")
+    snakemake(smoke, "--report", str(tmp_path / "report.html"), "--cores", "1")
+    shutil.copy(REPO / "tests" / "report_probe.html", tmp_path)
+    page = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                           "--virtual-time-budget=20000", "--dump-dom", (tmp_path / "report_probe.html").as_uri()],
+                          capture_output=True, text=True, timeout=120).stdout
+    shown = json.loads(html.unescape(re.search(r'<pre id="out">(.*?)</pre>', page, re.S).group(1)))
+    assert "error" not in shown, shown["error"]
+    claims = (smoke / "results/tables/claims.csv").read_text()
+    assert shown["tables"]["results/tables/claims.csv"] == claims
+    figures = sorted(f"results/figures/{p.name}" for p in (smoke / "results/figures").glob("*.png"))
+    assert sorted(shown["figures"]) == figures
+    for figure, size in shown["figures"].items():
+        assert size and min(size) > 300, (figure, size)
 
 
 def test_notebook_executes_against_the_smoke_results(smoke, monkeypatch):
