@@ -302,7 +302,11 @@ class SANP(Method):
             # Table 3 compares the ablations on the same objective: fixed-k's k holds the cost near the budget,
             # so its lambda stays near 0, as SANP's does once p_t is there
             lam = budget_lambda(float(policy.cost_average), target, dense, lambda0)
-            return F.cross_entropy(logits, y) + lam * policy.saliency_l1 / filters, logits
+            ce, l1 = F.cross_entropy(logits, y), policy.saliency_l1 / filters
+            for key, value in zip(net.training_curves, (ce.item(), lam * l1.item(), l1.item(),
+                                                        float(policy.cost_average) / dense)):
+                net.training_curves[key].append(round(value, 6))
+            return ce + lam * l1, logits
 
         def report():
             if not torch.isnan(policy.cost_average):
@@ -315,6 +319,8 @@ class SANP(Method):
             if on_epoch_start is not None:
                 on_epoch_start(epoch)
 
+        # Per step, for the report's training-curves figure (carried by the model into its evaluations)
+        net.training_curves = {"cross-entropy": [], "lambda x L1 / N": [], "mean |s|": [], "cost (of dense)": []}
         groups = [{"params": net.backbone_parameters()},
                   {"params": list(policy.parameters()), "lr": spec.lr * hp["spm_lr_scale"]}]
         fit(net, data, spec, run, name=f"{self.name}-finetune", loss_fn=loss_fn, on_epoch_start=epoch_start, params=groups)

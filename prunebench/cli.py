@@ -362,8 +362,13 @@ def cmd_plot(args):
 
     plots.macs_histograms(plots.mid_budget_records(summary, lambda r: evaluation(r, "parquet")),
                           out / "macs_histograms.png")
-    plots.gate_widths(plots.mid_budget_records(summary, lambda r: evaluation(r, "json"),
-                                               read=lambda p: json.loads(p.read_text())), out / "gate_widths.png")
+    def read_json(path):
+        return json.loads(path.read_text())
+
+    plots.gate_widths(plots.mid_budget_records(summary, lambda r: evaluation(r, "json"), read=read_json),
+                      out / "gate_widths.png")
+    plots.training_curves(plots.replicated_budget_evaluations(summary, lambda r: evaluation(r, "json"), read_json),
+                          out / "training_curves.png")
     print(f"figures -> {out}")
 
 

@@ -114,6 +114,44 @@ def gate_widths(evaluations: dict[str, dict], path) -> None:
     _save(fig, path)
 
 
+def training_curves(evaluations: dict[tuple[str, int], dict], path, smooth: int = 10) -> None:
+    """Per-step training curves that methods record (SANP and its ablations: cross-entropy, the L1 term,
+    mean |s|, cost), one panel per curve, methods in colour, seeds by line style; running means over `smooth`."""
+    recorded = {k: e["training_curves"] for k, e in sorted(evaluations.items()) if e.get("training_curves")}
+    names = list(dict.fromkeys(name for curves in recorded.values() for name in curves)) or ["(none recorded)"]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False)
+    methods = sorted({method for method, _ in recorded})
+    palette = dict(zip(methods, sns.color_palette("tab10", max(len(methods), 1))))
+    styles = ["-", "--", ":", "-."]
+    for ax, name in zip(axes[0], names):
+        for (method, seed), curves in recorded.items():
+            if name in curves:
+                values = pd.Series(curves[name], dtype=float).rolling(smooth, min_periods=1).mean()
+                ax.plot(values.index, values, styles[seed % len(styles)], color=palette[method], lw=1.3,
+                        label=f"{method}, seed {seed}")
+        ax.set(title=name, xlabel="fine-tuning step")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
+    fig.suptitle("Training curves at each method's replicated budget (running mean over %d steps)" % smooth)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def replicated_budget_evaluations(summary: pd.DataFrame, evaluation_path, read) -> dict:
+    """For each method, every seed's evaluation at the train budget run with the most seeds (the replicated
+    one; ties: the middle budget), first dataset/backbone, read by `read`: {(method, seed): evaluation}."""
+    out = {}
+    first = summary.iloc[0] if len(summary) else None
+    for method, g in summary.groupby("method"):
+        g = g[(g["dataset"] == first["dataset"]) & (g["backbone"] == first["backbone"])]
+        seeds = g.groupby("train_budget")["seed"].nunique()
+        budgets = sorted(seeds[seeds == seeds.max()].index)
+        rows = g[g["train_budget"] == budgets[(len(budgets) - 1) // 2]].drop_duplicates("seed")
+        for _, row in rows.iterrows():
+            out[(method, int(row["seed"]))] = read(evaluation_path(row))
+    return out
+
+
 def mid_budget_records(summary: pd.DataFrame, records_path, read=pd.read_parquet) -> dict:
     """For each method, the records of its median-MACs evaluation (first dataset/backbone/seed), read by `read`."""
     out = {}

@@ -178,7 +178,8 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
 
     loss_fn(model, x, y) -> (loss, logits) lets a method add its own terms; `params` restricts
     what is optimised (default: every parameter that requires a gradient); metric(logits, y) -> per-sample
-    scores in [0, 1] is what the log reports as `metric_name` (default: training accuracy).
+    scores in [0, 1] is what the log reports as `metric_name` (default: training accuracy). Per-step curves a
+    loss_fn appends to `net.training_curves` are checkpointed with the model, so a resumed job keeps them.
     """
     set_seed(run.seed)
     device = torch.device(run.device)
@@ -205,6 +206,8 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
             optimizer.load_state_dict(state["optimizer"])
             _set_rng_states(state["rng"])
             history, start_epoch = state["history"], state["epoch"] + 1
+            if state.get("curves") is not None:
+                net.training_curves = state["curves"]
             run.log.info("%s: resuming after epoch %d from %s", name, state["epoch"] + 1, ckpt_path)
     model = _maybe_compile(net, spec, total_steps - start_epoch * steps_per_epoch, run)
     model_for_loss = model if model_for_loss is None else model_for_loss
@@ -266,7 +269,8 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
                      "" if val_acc is None else f" val {val_acc:.4f}", seen / seconds)
         if ckpt_path is not None:
             save_torch(dict(epoch=epoch, model=net.state_dict(), optimizer=optimizer.state_dict(),
-                            rng=_rng_states(), history=history, settings=settings), ckpt_path)
+                            rng=_rng_states(), history=history, settings=settings,
+                            curves=getattr(net, "training_curves", None)), ckpt_path)
     net.eval()
     return history
 

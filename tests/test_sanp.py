@@ -125,3 +125,20 @@ def test_lambda0_from_the_cross_entropy(tiny, caplog):
     words = next(r.getMessage() for r in caplog.records if "lambda0 =" in r.getMessage()).split()
     lambda0, ce, l1 = (float(words[i].strip("(),")) for i in (3, 5, 8))  # "sanp: lambda0 = L (cross-entropy C, mean |s| S)"
     assert math.isclose(lambda0, 2.0 * ce / l1, rel_tol=1e-3) and ce > 0 and math.isclose(l1, 3.0, rel_tol=0.2)
+
+
+def test_training_curves_one_value_per_step_kept_by_a_resumed_job_and_in_the_evaluation(tiny, tmp_path):
+    from prunebench.evaluate import evaluate
+
+    backbone, data = tiny
+    method = SANP()
+    hp = method.resolve_hp({"warmup": {"epochs": 1, "batch_size": 64}, "finetune": {"epochs": 2, "batch_size": 64}})
+    net = method.train(backbone, data, 0.5, hp, RunContext(seed=0, out_dir=tmp_path))
+    curves = net.training_curves
+    steps = 2 * (len(data.train_x) // 64)
+    assert list(curves) == ["cross-entropy", "lambda x L1 / N", "mean |s|", "cost (of dense)"]
+    assert all(len(values) == steps for values in curves.values()) and curves["cross-entropy"][0] > 0
+    # a re-run finds the finished checkpoint: no step runs again, and the curves come back with it
+    again = method.train(backbone, data, 0.5, hp, RunContext(seed=0, out_dir=tmp_path)).training_curves
+    assert again == curves
+    assert evaluate(net, data, RunContext()).summary["training_curves"] == curves

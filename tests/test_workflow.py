@@ -34,7 +34,7 @@ def test_summary_table_rows_and_columns(smoke):
     assert {"acc@25%", "acc@50%", "acc@75%"} <= set(pareto) and set(pareto["method"]) == set(cfg["methods"])
     for name in ("summary.md", "summary.tex", "pareto.md"):
         assert (smoke / "results/tables" / name).stat().st_size > 0
-    for figure in ("accuracy_vs_macs", "latency_vs_macs", "macs_histograms", "gate_widths"):
+    for figure in ("accuracy_vs_macs", "latency_vs_macs", "macs_histograms", "gate_widths", "training_curves"):
         assert (smoke / f"results/figures/{figure}.png").stat().st_size > 1000
     benchmarks = list((smoke / "results/benchmarks").rglob("*.tsv"))
     assert len(benchmarks) >= 10 and "max_rss" in benchmarks[0].read_text()

@@ -37,7 +37,7 @@ rule cost:
 
 
 rule plot:
-    """Accuracy vs MACs, realized vs MACs speedup, per-sample MACs histograms, per-layer gate widths."""
+    """Accuracy vs MACs, realized vs MACs speedup, per-sample MACs histograms, per-layer gate widths, training curves."""
     input:
         summary=RESULTS + "/tables/summary.csv",
         records=EVAL_DIRS,
@@ -46,6 +46,7 @@ rule plot:
         report(RESULTS + "/figures/latency_vs_macs.png", caption="../report/latency_vs_macs.rst", category="Figures"),
         report(RESULTS + "/figures/macs_histograms.png", caption="../report/macs_histograms.rst", category="Figures"),
         report(RESULTS + "/figures/gate_widths.png", caption="../report/gate_widths.rst", category="Figures"),
+        report(RESULTS + "/figures/training_curves.png", caption="../report/training_curves.rst", category="Figures"),
     log:
         RESULTS + "/logs/plot.log",
     benchmark:
