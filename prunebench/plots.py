@@ -131,7 +131,8 @@ def training_curves(evaluations: dict[tuple[str, int], dict], path, smooth: int 
                         label=f"{method}, seed {seed}")
         ax.set(title=name, xlabel="fine-tuning step")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
+    if recorded:
+        axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
     fig.suptitle("Training curves at each method's replicated budget (running mean over %d steps)" % smooth)
     fig.tight_layout()
     _save(fig, path)
