@@ -302,6 +302,11 @@ class SANP(Method):
             # Table 3 compares the ablations on the same objective: fixed-k's k holds the cost near the budget,
             # so its lambda stays near 0, as SANP's does once p_t is there
             lam = budget_lambda(float(policy.cost_average), target, dense, lambda0)
+            if self.variant == "fixed_k":
+                # [choice] never below 0 for fixed-k: a cost a little under the budget makes lambda negative, a
+                # reward for growing |s| that its cost (set by k, not by s) never checks; the default run of
+                # 2026-12-03 diverged on it in both seeds (lambda0 78, NaN at step 72 of 351)
+                lam = max(lam, 0.0)
             ce, l1 = F.cross_entropy(logits, y), policy.saliency_l1 / filters
             for key, value in zip(net.training_curves, (ce.item(), lam * l1.item(), l1.item(),
                                                         float(policy.cost_average) / dense)):
