@@ -142,3 +142,12 @@ def test_training_curves_one_value_per_step_kept_by_a_resumed_job_and_in_the_eva
     again = method.train(backbone, data, 0.5, hp, RunContext(seed=0, out_dir=tmp_path)).training_curves
     assert again == curves
     assert evaluate(net, data, RunContext()).summary["training_curves"] == curves
+
+
+def test_fixed_k_budget_term_never_rewards_growing_saliencies(tiny):
+    backbone, data = tiny
+    method = SANPFixedK()
+    hp = method.resolve_hp({"lambda_ce_ratio": 450.0, "warmup": {"epochs": 1, "batch_size": 64},
+                            "finetune": {"epochs": 2, "batch_size": 32}})
+    curves = method.train(backbone, data, 0.5, hp, RunContext(seed=0)).training_curves
+    assert min(curves["lambda x L1 / N"]) >= 0 and all(math.isfinite(v) for v in curves["cross-entropy"])
