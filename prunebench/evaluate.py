@@ -65,10 +65,10 @@ def evaluate(net: GatedResNet, data: Dataset, run: RunContext, *, split: str = "
     summary["gate_histograms"] = {unit: {int(k): int(v) for k, v in zip(*np.unique(active.numpy(), return_counts=True))}
                                   for unit, active in trace.gated_active.items()}
     summary["gate_widths"] = {unit: int(net.unit(unit).out_channels) for unit in trace.gated_active}
-    # Parameters of the network as evaluated (a physically pruned one is smaller; policies count) against the
-    # dense network of the same spec: adaptive slimming's claim is about parameters.
     if getattr(net, "training_curves", None):  # per-step values a method recorded while it trained
         summary["training_curves"] = net.training_curves
+    # Parameters of the network as evaluated (a physically pruned one is smaller; policies count) against the
+    # dense network of the same spec: adaptive slimming's claim is about parameters.
     summary["params"] = sum(p.numel() for p in net.parameters())
     summary["params_frac"] = summary["params"] / sum(p.numel() for p in GatedResNet(**net.spec).parameters())
     return EvalResult(records, summary)
