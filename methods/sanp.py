@@ -58,10 +58,11 @@ def inference_code(s: torch.Tensor, a: float, b: float) -> torch.Tensor:
     return saturating_sigmoid(s, a, b) > 0.5
 
 
-def budget_lambda(cost_average: float, budget_macs: float, dense_macs: float, lambda0: float) -> float:
+def budget_lambda(cost_average: float, budget_macs: float, dense_macs: float, lambda0: float,
+                  densify: bool = True) -> float:
     """lambda = clamp(lambda0 * (p_t - p) / p0, -lambda0, lambda0) (eq. 10): positive above the budget
-    (more sparsity), negative below it (less)."""
-    return max(-lambda0, min(lambda0, lambda0 * (cost_average - budget_macs) / dense_macs))
+    (more sparsity), negative below it (less) unless `densify` is off (then 0 below it)."""
+    return max(-lambda0 if densify else 0.0, min(lambda0, lambda0 * (cost_average - budget_macs) / dense_macs))
 
 
 def update_average(average: torch.Tensor, value: float, momentum: float) -> None:
@@ -160,6 +161,7 @@ class SANP(Method):
     name = "sanp"
     no_pruning = 1.0
     variant = "sanp"
+    densify = True  # eq. 10's negative lambda below the budget lets the saliencies grow back
     knob = "flops_frac"
     test_time_knob = False
     # Table 1 (CIFAR-10; "FLOPs(M)" there are MACs); the schedule of sec. 4.1.2: 300 fine-tuning epochs.
@@ -301,16 +303,12 @@ class SANP(Method):
                                hp["cost_momentum"])
             # Table 3 compares the ablations on the same objective: fixed-k's k holds the cost near the budget,
             # so its lambda stays near 0, as SANP's does once p_t is there
-            lam = budget_lambda(float(policy.cost_average), target, dense, lambda0)
-            if self.variant == "fixed_k":
-                # [choice] never below 0 for fixed-k: a cost a little under the budget makes lambda negative, a
-                # reward for growing |s| that its cost (set by k, not by s) never checks; the default run of
-                # 2026-12-03 diverged on it in both seeds (lambda0 78, NaN at step 72 of 351)
-                lam = max(lam, 0.0)
+            lam = budget_lambda(float(policy.cost_average), target, dense, lambda0, densify=self.densify)
             ce, l1 = F.cross_entropy(logits, y), policy.saliency_l1 / filters
-            for key, value in zip(net.training_curves, (ce.item(), lam * l1.item(), l1.item(),
-                                                        float(policy.cost_average) / dense)):
-                net.training_curves[key].append(round(value, 6))
+            step = {"cross-entropy": ce.item(), "lambda x L1 / N": lam * l1.item(), "mean |s|": l1.item(),
+                    "cost (of dense)": float(policy.cost_average) / dense}
+            for key, value in step.items():
+                net.training_curves.setdefault(key, []).append(round(value, 6))
             return ce + lam * l1, logits
 
         def report():
@@ -325,7 +323,7 @@ class SANP(Method):
                 on_epoch_start(epoch)
 
         # Per step, for the report's training-curves figure (carried by the model into its evaluations)
-        net.training_curves = {"cross-entropy": [], "lambda x L1 / N": [], "mean |s|": [], "cost (of dense)": []}
+        net.training_curves = {}
         groups = [{"params": net.backbone_parameters()},
                   {"params": list(policy.parameters()), "lr": spec.lr * hp["spm_lr_scale"]}]
         fit(net, data, spec, run, name=f"{self.name}-finetune", loss_fn=loss_fn, on_epoch_start=epoch_start, params=groups)
@@ -346,6 +344,10 @@ class SANPFixedK(SANP):
 
     name = "sanp_fixed_k"
     variant = "fixed_k"
+    # [choice] lambda never below 0: its cost is set by k, not by s, so a cost a little under the budget made a
+    # negative lambda a reward for growing |s| that nothing checks (the default run of 2026-12-03 diverged on it
+    # in both seeds: lambda0 78, NaN at step 72 of 351)
+    densify = False
     no_pruning = None  # at budget 1.0 k must still pay for the SPMs: a whole channel of the narrowest layers
     artifacts = {}  # the warm-up already runs at the budget's k
 
