@@ -144,10 +144,13 @@ def noise_text(d: Difference) -> str:
 
 class Evidence:
     """The per-seed summary rows of one dataset x backbone and, through their `records` paths (or `records`, a
-    callable row -> per-sample frame), each evaluation's per-sample correctness."""
+    callable row -> per-sample frame), each evaluation's per-sample correctness. `parents`: derived method ->
+    the method whose trained models it runs (whose seed spread is its noise)."""
 
-    def __init__(self, rows: pd.DataFrame, records: Callable[[pd.Series], pd.DataFrame] | None = None):
+    def __init__(self, rows: pd.DataFrame, records: Callable[[pd.Series], pd.DataFrame] | None = None,
+                 parents: dict[str, str] | None = None):
         self.rows = rows
+        self.parents = parents or {}
         self._records = records or (lambda row: pd.read_parquet(row["records"], columns=["correct", "macs"]))
         self._cache: dict = {}
 
@@ -164,12 +167,13 @@ class Evidence:
 
     def seed_sd(self, method: str, value: str = "correct") -> tuple[float, int]:
         """The method's noise figure: the sd over seeds of one run's accuracy (or MACs fraction) at its
-        most-replicated point (the replicated budget stands for all its budgets); (0, 1) when no point has two seeds."""
+        most-replicated point (the replicated budget stands for all its budgets); a derived method without
+        replicates takes its parent's (it trains nothing: its models are the parent's); (0, 1) when none has two seeds."""
         sub = self.rows[self.rows["method"] == method]
         g = sub.groupby(["train_budget", "eval_budget"])[SUMMARY_COLUMN[value]]
         n = g.count()
         if n.empty or n.max() < 2:
-            return 0.0, 1
+            return self.seed_sd(self.parents[method], value) if method in self.parents else (0.0, 1)
         best = n[n == n.max()].index
         return float(g.std(ddof=1).loc[best].mean()), int(n.max())
 
@@ -373,7 +377,8 @@ def claims_table(summary: pd.DataFrame, methods: dict, records: Callable | None 
     settings = list(summary[["dataset", "backbone"]].drop_duplicates().itertuples(index=False))
     ok = summary["status"] == "ok" if "status" in summary else pd.Series(True, index=summary.index)
     measured, diverged = summary[ok], summary[~ok]
-    evidence = {(d, b): Evidence(measured[(measured["dataset"] == d) & (measured["backbone"] == b)], records)
+    parents = {name: m.derived_from for name, m in methods.items() if getattr(m, "derived_from", None)}
+    evidence = {(d, b): Evidence(measured[(measured["dataset"] == d) & (measured["backbone"] == b)], records, parents)
                 for d, b in settings}
     for name, method in sorted(methods.items()):
         for claim in type(method).__dict__.get("claims", ()):  # declared by this class, not inherited
@@ -416,21 +421,24 @@ def claims_table(summary: pd.DataFrame, methods: dict, records: Callable | None 
     return table
 
 
-def noise_table(summary: pd.DataFrame, records: Callable | None = None) -> pd.DataFrame:
-    """Each method's noise figure per dataset x backbone: seeds at its replicated point, the sd of one run's
+def noise_table(summary: pd.DataFrame, records: Callable | None = None,
+                parents: dict[str, str] | None = None) -> pd.DataFrame:
+    """Each method's noise figure per dataset x backbone (a derived method's: its parent's spread, see
+    `Evidence.seed_sd`): seeds at its replicated point, the sd of one run's
     accuracy over them, the test-set 95 % half-width of one accuracy there, and the smallest difference between
     two single runs the run can resolve (95 %: both runs' seed spread and two independent test-set draws)."""
     out = []
     for (dataset, backbone), rows in summary.groupby(["dataset", "backbone"]):
-        ev = Evidence(rows, records)
+        ev = Evidence(rows, records, parents)
         for method in sorted(rows["method"].unique()):
             sd, n = ev.seed_sd(method)
             pts = ev.points(method)
             p = pts.loc[pts["seeds"].idxmax()]
+            spread_of = method if p["seeds"] >= 2 or method not in ev.parents else ev.parents[method]
             est = ev.at_point(method, p["train_budget"], p["eval_budget"])
             d = interval(est)
             out.append({"dataset": dataset, "backbone": backbone, "method": method, "point": f"{p['train_budget']:g}/"
-                        f"{p['eval_budget']:g}", "seeds": n, "seed_sd_pt": sd * 100,
+                        f"{p['eval_budget']:g}", "seeds": n, "spread_of": spread_of, "seed_sd_pt": sd * 100,
                         "test_half_width_pt": d.test_half_width * 100,
                         "resolvable_pt": Z95 * np.sqrt((d.test_half_width / Z95) ** 2 * 2 + 2 * sd ** 2) * 100})
     return pd.DataFrame(out)

@@ -25,7 +25,7 @@ DEFAULTS = {
     "backbone": {"names": ["resnet20"], "shortcut": "pad", "width": 16},
     "seeds": [0],
     # Extra seeds that train every method again at its replicated budget (`replicate_budgets`) from the first
-    # seed's pretrained backbone: the run's measure of training noise, which the claims' verdicts use.
+    # seed's pretrained backbone and artifacts: the run's measure of training noise, which the claims' verdicts use.
     "replicate_seeds": [],
     "pretrain": {},
     "methods": {},
@@ -183,21 +183,17 @@ def method_budgets(cfg: dict, method: str, backbone: str) -> tuple[list, list]:
 
 
 def replicate_budgets(cfg: dict, method: str, backbone: str) -> list:
-    """The train budgets a replicate seed trains: the middle one (a chain's larger ones too, which it continues
-    from); a derived method's, those of its parent's it runs; none for dense (the shared backbone itself)."""
-    m = get_method(method)
+    """The train budget a replicate seed trains: the middle one, from the first seed's backbone, artifacts and (on
+    a chain) next larger budget's model, so a replicate re-runs one training; none for dense (the shared backbone)
+    or a derived method (its parent's spread is its noise, see `claims.Evidence.seed_sd`)."""
     train = method_budgets(cfg, method, backbone)[0]
-    if method == "dense" or not train:
+    if method == "dense" or get_method(method).derived_from or not train:
         return []
-    if m.derived_from:
-        return [b for b in train if b in replicate_budgets(cfg, m.derived_from, backbone)]
-    ordered = sorted(train)
-    middle = ordered[(len(ordered) - 1) // 2]
-    return [b for b in train if b == middle or (m.chained and b > middle)]
+    return [sorted(train)[(len(train) - 1) // 2]]
 
 
 def backbone_seed(cfg: dict, seed: int) -> int:
-    """The seed of the pretrained backbone a run starts from: its own, or the first seed's for a replicate."""
+    """The seed whose backbone and artifacts a run starts from: its own, or the first seed's for a replicate."""
     return cfg["seeds"][0] if seed in cfg["replicate_seeds"] else seed
 
 

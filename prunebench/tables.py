@@ -119,9 +119,11 @@ def write_tables(summary: pd.DataFrame, out_dir) -> None:
     out_dir = Path(out_dir)
     pareto = pareto_table(summary)
     registered = registered_methods()
-    claims = claims_table(summary, {m: get_method(m) for m in summary["method"].unique() if m in registered})
+    methods = {m: get_method(m) for m in summary["method"].unique() if m in registered}
+    claims = claims_table(summary, methods)
     measured = summary[summary["status"] == "ok"]
-    noise = noise_table(measured) if measured["records"].notna().all() else pd.DataFrame()
+    parents = {name: m.derived_from for name, m in methods.items() if m.derived_from}
+    noise = noise_table(measured, parents=parents) if measured["records"].notna().all() else pd.DataFrame()
     short = summary[[c for c in [*KEYS, "status", "ours", "static", "accuracy", "macs_mean", "macs_frac", "blocks_mean", "macs_speedup",
                                  "params_frac", "budget_compliance", "latency_b1_ms", "plain_speedup_b1",
                                  "plain_speedup_b64", "realized_ratio_b1", "realized_ratio_b64"] if c in summary]]

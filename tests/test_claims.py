@@ -171,3 +171,11 @@ def test_a_sanity_row_for_each_knob_at_no_pruning():
     assert row["verdict"] == FAILS and row["margin"].startswith("-49.00 pt of dense MACs")
     without = summary[summary["train_budget"] != 0.0]
     assert "sanity" not in set(claims_table(without, rnp, records)["claim"])
+
+
+def test_a_derived_method_without_replicates_takes_its_parents_seed_spread():
+    pts = [("dlp", 9, 9, s, 0.90 + 0.02 * s, 1.0) for s in (0, 1)] + [("dlp_random", 9, 9, 0, 0.85, 1.0)]
+    summary, records = _table(pts)
+    sd, n = Evidence(summary, records, {"dlp_random": "dlp"}).seed_sd("dlp_random")
+    assert n == 2 and abs(sd - 0.02 / np.sqrt(2)) < 1e-9
+    assert Evidence(summary, records).seed_sd("dlp_random") == (0.0, 1)  # unmeasured without the parent

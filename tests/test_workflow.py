@@ -56,20 +56,24 @@ def test_claims_table_covers_the_seven_seed_methods(smoke):
     assert set(noise["method"]) == set(pd.read_csv(smoke / "results/tables/summary.csv")["method"])
 
 
-def test_replicate_seeds_retrain_each_method_at_its_middle_budget(smoke):
+def test_replicate_seeds_retrain_each_method_once_at_its_middle_budget(smoke):
     from prunebench.config import replicate_budgets, validate
 
     cfg = yaml.safe_load((smoke / "smoke.yaml").read_text())
     cfg["replicate_seeds"] = [1]
     changed = smoke / "replicates.yaml"
     changed.write_text(yaml.safe_dump(cfg))
-    jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))
+    dry = snakemake(smoke, "-n", "--cores", "2", config=changed)
+    jobs = planned_jobs(dry)
     resolved = validate(cfg)
     trained = sum(len(replicate_budgets(resolved, m, "resnet8")) for m in cfg["methods"])
-    assert replicate_budgets(resolved, "slimming", "resnet8") == [0.5, 0.7]  # a chain's larger budget too
-    assert replicate_budgets(resolved, "dense", "resnet8") == []
-    # one backbone (seed 0's), no latency for replicates
-    assert jobs["train_method"] == jobs["evaluate"] == trained and "pretrain" not in jobs and "latency" not in jobs
+    assert replicate_budgets(resolved, "slimming", "resnet8") == [0.5]
+    assert replicate_budgets(resolved, "dense", "resnet8") == replicate_budgets(resolved, "lcnet_seq", "resnet8") == []
+    # one backbone, artifacts and chain (seed 0's): one training per method; no latency for replicates
+    assert jobs["train_method"] == jobs["evaluate"] == trained
+    assert set(jobs) == {"train_method", "evaluate", "gather", "plot", "cost", "all"}
+    slimming = next(job for job in dry.stdout.split("rule ") if "output: results/synthetic/resnet8/seed1/slimming/0.5/" in job)
+    assert "seed0/slimming/0.7/model.pt" in slimming and "seed0/slimming/artifacts/" in slimming
 
 
 def test_cost_table_has_every_method_and_pretraining(smoke):

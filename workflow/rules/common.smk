@@ -64,11 +64,12 @@ CHAINED = {name for name in CFG["methods"] if get_method(name).chained}
 
 
 def chain_start(w):
-    """The model a chained method's budget continues from: its own at the next larger train budget (None: the first)."""
+    """The model a chained method's budget continues from: the next larger train budget's (None: the first), its
+    seed's own or, for a replicate seed, the first seed's."""
     larger = [b for b in method_budgets(CFG, w.method, w.backbone)[0] if float(b) > float(w.train_budget)]
     if w.method not in CHAINED or not larger:
         return None
-    return RUN.format(dataset=w.dataset, backbone=w.backbone, seed=w.seed, method=w.method,
+    return RUN.format(dataset=w.dataset, backbone=w.backbone, seed=backbone_seed(CFG, int(w.seed)), method=w.method,
                       train_budget=budget_str(min(larger))) + "/model.pt"
 
 
@@ -109,7 +110,8 @@ def train_command(w, input):
 
 
 def artifact_paths(w):
-    base = f"{RESULTS}/{w.dataset}/{w.backbone}/seed{w.seed}/{w.method}/artifacts"
+    """A method's prepared artifacts: its seed's own or, for a replicate seed, the first seed's."""
+    base = f"{RESULTS}/{w.dataset}/{w.backbone}/seed{backbone_seed(CFG, int(w.seed))}/{w.method}/artifacts"
     return {name: f"{base}/{name}.pt" for name in ARTIFACTS[w.method]}
 
 
@@ -173,7 +175,7 @@ def cost_entries():
             for method, entry in CFG["methods"].items():
                 budgets = trained_budgets(method, backbone, seed) if backbone in entry["backbones"] else []
                 stem = f"{DATASET}_{backbone}_seed{seed}_{method}"
-                if method not in DERIVED and budgets:
+                if method not in DERIVED and budgets and not replicate:
                     entries += [f"{backbone}:{method}:prepare:{bench}/prepare/{stem}_{a}.tsv" for a in ARTIFACTS[method]]
                 stages = ("train", "evaluate") if replicate else ("train", "evaluate", "latency")
                 for budget in budgets:
