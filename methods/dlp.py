@@ -434,6 +434,8 @@ class _FromDLP(DLP):
     """A model derived from `dlp`'s trained one; `train` (outside the workflow) trains DLP, then derives."""
 
     derived_from = "dlp"
+    # at all blocks a control runs DLP's model again (dlp_pretrained: the dense one): no sanity row, an identity
+    no_pruning = None
 
     def train(self, backbone, data, budget, hp, run):
         return self.derive(DLP.train(self, backbone, data, budget, hp, run), data, hp, run)
@@ -508,6 +510,7 @@ class DLPSharedBN(_FromDLP):
 
     name = "dlp_shared_bn"
     ours = True
+    no_pruning = "all blocks"  # its one set of BN statistics differs from DLP's at all blocks too
 
     def derive(self, net, data, hp, run):
         shared_statistics(net, data, hp["recalibrate_images"] or self.hyperparameters["recalibrate_images"], run.seed)

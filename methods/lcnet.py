@@ -154,6 +154,7 @@ class LCNetSequential(LCNet):
     name = "lcnet_seq"
     derived_from = "lcnet"
     parallel = False
+    no_pruning = None  # at coefficient 0 no gate closes: both modes run lcnet's network, an identity
     claims = (Claim("resnet18-sequential", "pretrained ResNet-18 on CIFAR-10, sequential: 93.27 % at 0.06 of 0.55 GMACs "
                     "(dense 93.02 %)", "LC-Net, Table 1", "cifar10", "resnet18", (("pretrain", 164),),
                     macs_frac=0.06 / 0.55, accuracy=0.9327, dense_accuracy=0.9302, margin=0.005),)

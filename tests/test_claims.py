@@ -179,3 +179,13 @@ def test_a_derived_method_without_replicates_takes_its_parents_seed_spread():
     sd, n = Evidence(summary, records, {"dlp_random": "dlp"}).seed_sd("dlp_random")
     assert n == 2 and abs(sd - 0.02 / np.sqrt(2)) < 1e-9
     assert Evidence(summary, records).seed_sd("dlp_random") == (0.0, 1)  # unmeasured without the parent
+
+
+def test_no_sanity_row_for_a_control_that_reruns_its_parents_model():
+    # at all blocks dlp_random and dlp_oracle run DLP's model, dlp_pretrained the dense one: identities;
+    # dlp_shared_bn's one set of BN statistics can differ from DLP's there, so it keeps its row
+    names = ["dlp", "dlp_random", "dlp_oracle", "dlp_pretrained", "dlp_shared_bn"]
+    rows = [("dense", 1, 1, 0, 0.93, 1.0)] + [(m, 9, 9, 0, 0.93, 1.0) for m in names]
+    summary, records = _table(rows, num_blocks=9)
+    table = claims_table(summary, {m: get_method(m) for m in names}, records)
+    assert set(table[table["claim"] == "sanity"]["method"]) == {"dlp", "dlp_shared_bn"}
