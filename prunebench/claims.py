@@ -372,8 +372,9 @@ def judge_sanity(method, name: str, ev: Evidence) -> Judgement | None:
 
 def claims_table(summary: pd.DataFrame, methods: dict, records: Callable | None = None) -> pd.DataFrame:
     """One row per claim and setting that ran (a numeric claim's own setting as 'not run' when absent) of the
-    `methods` (name -> Method). `records`: row -> per-sample frame (default: read the row's `records` path)."""
-    out = []
+    `methods` (name -> Method; one not in `summary` gets only those 'not run' rows). `records`: row ->
+    per-sample frame (default: read the row's `records` path)."""
+    out, ran = [], set(summary["method"])
     settings = list(summary[["dataset", "backbone"]].drop_duplicates().itertuples(index=False))
     ok = summary["status"] == "ok" if "status" in summary else pd.Series(True, index=summary.index)
     measured, diverged = summary[ok], summary[~ok]
@@ -388,6 +389,8 @@ def claims_table(summary: pd.DataFrame, methods: dict, records: Callable | None 
                 out.append({**base, "setting": "paper", "dataset": claim.dataset, "backbone": claim.backbone,
                             "published": published_text(claim), **vars(Judgement(NOT_RUN))})
             for (dataset, backbone), ev in evidence.items():
+                if name not in ran:
+                    break  # a method the config lacks: only its published settings' "not run" rows
                 row = {**base, "dataset": dataset, "backbone": backbone}
                 if numeric:
                     if claim.accuracy is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +121,13 @@ def write_tables(summary: pd.DataFrame, out_dir) -> None:
     pareto = pareto_table(summary)
     registered = registered_methods()
     methods = {m: get_method(m) for m in summary["method"].unique() if m in registered}
-    claims = claims_table(summary, methods)
+    absent = {}  # registered methods the config lacks: their published settings get "not run" rows
+    for name in sorted(set(registered) - set(methods)):
+        try:
+            absent[name] = get_method(name)
+        except Exception as err:  # a broken plugin the run does not use must not fail its tables
+            print(f"claims: method {name!r} not loaded ({err}): its claims get no rows", file=sys.stderr)
+    claims = claims_table(summary, {**methods, **absent})
     measured = summary[summary["status"] == "ok"]
     parents = {name: m.derived_from for name, m in methods.items() if m.derived_from}
     noise = noise_table(measured, parents=parents) if measured["records"].notna().all() else pd.DataFrame()

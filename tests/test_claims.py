@@ -146,7 +146,7 @@ def test_claims_are_declared_by_the_class_not_inherited():
     class Child(Parent):
         pass
 
-    summary, records = _table([("x", 1, 1, 0, 0.5, 1.0)])
+    summary, records = _table([("p", 1, 1, 0, 0.5, 1.0), ("c", 1, 1, 0, 0.5, 1.0)])
     assert len(claims_table(summary, {"p": Parent(), "c": Child()}, records)) == 1
 
 
@@ -189,3 +189,10 @@ def test_no_sanity_row_for_a_control_that_reruns_its_parents_model():
     summary, records = _table(rows, num_blocks=9)
     table = claims_table(summary, {m: get_method(m) for m in names}, records)
     assert set(table[table["claim"] == "sanity"]["method"]) == {"dlp", "dlp_shared_bn"}
+
+
+def test_a_method_the_config_lacks_gets_only_its_published_settings_not_run_rows():
+    summary, records = _table([("dense", 1, 1, 0, 0.93, 1.0)], dataset="fashion_mnist", backbone="resnet20")
+    table = claims_table(summary, {"lcnet_scratch": get_method("lcnet_scratch")}, records)
+    assert len(table) == len(get_method("lcnet_scratch").claims) > 0
+    assert set(table["verdict"]) == {NOT_RUN} and set(table["setting"]) == {"paper"}
