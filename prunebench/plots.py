@@ -25,14 +25,26 @@ BLOCK_KNOBS = ("blocks", "gamma")  # methods that skip whole blocks; every other
 def accuracy_vs_macs(summary: pd.DataFrame, path) -> None:
     """Accuracy against MACs (fraction of dense): one row of panels per dataset x backbone, block-skipping and
     channel methods apart. Each method's Pareto front is a line through its seed-mean points, dominated points
-    faint, seed spread as error bars where a point has several seeds; variants this harness adds (`ours`)
-    dashed; the dense network a star and a dotted line; the legend beside each panel, off the data."""
+    faint, seed spread as error bars where a point has several seeds; controls this harness adds (`ours`)
+    dashed, in grey; the dense network a star and a dotted line; the legend beside each panel, off the data."""
     from .tables import pareto_frontier
 
     settings = list(summary.groupby(["dataset", "backbone"]))
     kinds = ("blocks", "channels")
     fig, axes = plt.subplots(len(settings), 2, figsize=(15, 4.8 * len(settings)), squeeze=False)
-    palette = dict(zip(sorted(summary["method"].unique()), sns.color_palette("tab20", summary["method"].nunique())))
+    # one colour per family (dlp, dlp_oracle; sanp, sanp_static, ...), lighter and another marker for each
+    # variant; this harness's controls (`ours`) in grey, told apart by their markers
+    ours = sorted(summary.loc[summary["ours"].fillna(False).astype(bool), "method"].unique())
+    families: dict[str, list] = {}
+    for method in sorted(set(summary["method"]) - set(ours) - {"dense"}, key=lambda m: (m.split("_")[0], m)):
+        families.setdefault(method.split("_")[0], []).append(method)
+    palette, markers = dict(zip(ours, sns.color_palette("Greys", len(ours) + 2)[2:])), dict(zip(ours, "sv^DPX" * 3))
+    colours = [c for i, c in enumerate(sns.color_palette("tab10")) if i != 7]  # tab10 without its grey
+    for i, members in enumerate(families.values()):
+        base = colours[i % len(colours)]
+        for k, method in enumerate(members):
+            palette[method] = tuple(c + (1 - c) * 0.5 * k / len(members) for c in base)
+            markers[method] = "os^D"[k % 4]
     for row, ((dataset, backbone), g) in zip(axes, settings):
         means = (g.groupby(["method", "train_budget", "eval_budget"])
                  .agg(macs_frac=("macs_frac", "mean"), accuracy=("accuracy", "mean"), sd=("accuracy", "std"),
@@ -43,7 +55,8 @@ def accuracy_vs_macs(summary: pd.DataFrame, path) -> None:
             for method, m in means[(means["method"] != "dense") & (blocks == (kind == "blocks"))].groupby("method"):
                 front = pareto_frontier(m["macs_frac"].to_numpy(), m["accuracy"].to_numpy())
                 style = "--" if m["ours"].any() else "-"
-                ax.plot(front[:, 0], front[:, 1], style, marker="o", color=palette[method], label=method, lw=1.6)
+                ax.plot(front[:, 0], front[:, 1], style, marker=markers[method], color=palette[method], label=method,
+                        lw=1.6 if style == "-" else 1.1)
                 ax.scatter(m["macs_frac"], m["accuracy"], color=palette[method], alpha=0.3, s=14)
                 spread = m[m["seeds"] > 1]
                 ax.errorbar(spread["macs_frac"], spread["accuracy"], yerr=spread["sd"], fmt="none",
