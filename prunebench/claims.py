@@ -370,6 +370,11 @@ def judge_sanity(method, name: str, ev: Evidence) -> Judgement | None:
 # ---------------------------------------------------------------- the table
 
 
+def derived_parents(methods: dict) -> dict[str, str]:
+    """Derived method -> the method whose trained models it runs, for `methods` (name -> Method)."""
+    return {name: m.derived_from for name, m in methods.items() if getattr(m, "derived_from", None)}
+
+
 def claims_table(summary: pd.DataFrame, methods: dict, records: Callable | None = None) -> pd.DataFrame:
     """One row per claim and setting that ran (a numeric claim's own setting as 'not run' when absent) of the
     `methods` (name -> Method; one not in `summary` gets only those 'not run' rows). `records`: row ->
@@ -378,7 +383,7 @@ def claims_table(summary: pd.DataFrame, methods: dict, records: Callable | None 
     settings = list(summary[["dataset", "backbone"]].drop_duplicates().itertuples(index=False))
     ok = summary["status"] == "ok" if "status" in summary else pd.Series(True, index=summary.index)
     measured, diverged = summary[ok], summary[~ok]
-    parents = {name: m.derived_from for name, m in methods.items() if getattr(m, "derived_from", None)}
+    parents = derived_parents(methods)
     evidence = {(d, b): Evidence(measured[(measured["dataset"] == d) & (measured["backbone"] == b)], records, parents)
                 for d, b in settings}
     for name, method in sorted(methods.items()):

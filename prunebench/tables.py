@@ -115,7 +115,7 @@ def write_tables(summary: pd.DataFrame, out_dir) -> None:
     """summary.csv/.md/.tex, pareto.csv/.md, claims.csv/.md (the published claims of the methods present, judged
     against the noise measured in these rows) and noise.csv/.md (each method's noise figure), written atomically."""
     from .api import get_method, registered_methods
-    from .claims import VERDICTS, claims_table, noise_table
+    from .claims import VERDICTS, claims_table, derived_parents, noise_table
 
     out_dir = Path(out_dir)
     pareto = pareto_table(summary)
@@ -129,8 +129,7 @@ def write_tables(summary: pd.DataFrame, out_dir) -> None:
             print(f"claims: method {name!r} not loaded ({err}): its claims get no rows", file=sys.stderr)
     claims = claims_table(summary, {**methods, **absent})
     measured = summary[summary["status"] == "ok"]
-    parents = {name: m.derived_from for name, m in methods.items() if m.derived_from}
-    noise = noise_table(measured, parents=parents) if measured["records"].notna().all() else pd.DataFrame()
+    noise = noise_table(measured, parents=derived_parents(methods)) if measured["records"].notna().all() else pd.DataFrame()
     short = summary[[c for c in [*KEYS, "status", "ours", "static", "accuracy", "macs_mean", "macs_frac", "blocks_mean", "macs_speedup",
                                  "params_frac", "budget_compliance", "latency_b1_ms", "plain_speedup_b1",
                                  "plain_speedup_b64", "realized_ratio_b1", "realized_ratio_b64"] if c in summary]]
