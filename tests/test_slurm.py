@@ -43,7 +43,7 @@ def local_slurm():
     except (OSError, subprocess.TimeoutExpired) as error:
         missing(f"no local Slurm: {error}")
     if result.returncode != 0:
-        missing(f"no local Slurm (local-cluster.sh start):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        missing(f"no local Slurm (local-cluster.sh start):\n{result.stdout[-2000:]}\n{result.stderr[-6000:]}")
     yield
     if not already_up:
         subprocess.run([PROFILE / "local-cluster.sh", "stop"], capture_output=True)

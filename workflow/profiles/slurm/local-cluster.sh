@@ -74,23 +74,49 @@ EOF
 
 running() { pgrep -x "$1" >/dev/null; }
 
-start() {
-  install_slurm
-  write_config
+launch_daemons() {
   if ! running munged; then
     $SUDO mkdir -p /run/munge && $SUDO chown munge:munge /run/munge
     $SUDO runuser -u munge -- /usr/sbin/munged
   fi
   running slurmctld || $SUDO slurmctld
   running slurmd || $SUDO slurmd -N "$NODE"
-  for _ in $(seq 30); do
-    case "$(sinfo -h -o %T 2>/dev/null)" in
-      idle) sinfo; return ;;
-      drain*|inval*) $SUDO scontrol update NodeName="$NODE" State=RESUME ;;  # left drained by an earlier config
+}
+
+# Waits up to $1 seconds for the node to take jobs; true when it does.
+node_up() {
+  local state
+  for _ in $(seq "$1"); do
+    state=$(sinfo -h -n "$NODE" -o %T 2>/dev/null || true)
+    case "$state" in
+      idle|mixed|allocated|completing) return 0 ;;  # responding (no '*'); busy with an earlier DAG's jobs is up too
+      drain*|inval*|down) $SUDO scontrol update NodeName="$NODE" State=RESUME ;;  # left so by an earlier config or crash
     esac
+    running slurmd || $SUDO slurmd -N "$NODE"  # exited before the controller answered: start it again
     sleep 1
   done
-  echo "the local Slurm did not come up: see $LOGS/slurmctld.log and $LOGS/slurmd.log" >&2
+  return 1
+}
+
+diagnose() {
+  echo "the local Slurm did not come up; node state: '$(sinfo -h -n "$NODE" -o '%T %E' 2>&1)'" >&2
+  for daemon in munged slurmctld slurmd; do running "$daemon" || echo "$daemon is not running" >&2; done
+  for log in "$LOGS/slurmctld.log" "$LOGS/slurmd.log"; do
+    echo "--- last lines of $log" >&2
+    $SUDO tail -n 25 "$log" >&2 || true
+  done
+}
+
+start() {
+  install_slurm
+  write_config
+  launch_daemons
+  node_up 60 && { sinfo; return; }
+  echo "not up after 60 s: restarting the daemons once" >&2
+  stop
+  launch_daemons
+  node_up 60 && { sinfo; return; }
+  diagnose
   exit 1
 }
 
