@@ -14,16 +14,13 @@ import torch
 
 from .backbones import GatedResNet
 from .data import Dataset
+from .errors import UserError
 from .evaluate import EvalResult, evaluate
 from .run import RunContext
 
 __all__ = ["Method", "RunContext", "UserError", "copy_backbone", "get_method", "registered_methods"]
 
 ENTRY_POINT_GROUP = "prunebench.methods"
-
-
-class UserError(Exception):
-    """Bad input from the user (config, budget, method name): one line, says what to do."""
 
 
 class Method:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # imported where tables are judged: methods define claims, training jobs need no pandas
+    import pandas as pd
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_COMPARABLE, NOT_RUN = (
     "holds", "does not hold", "inconclusive", "not comparable", "not run")
@@ -151,6 +153,8 @@ class Evidence:
                  parents: dict[str, str] | None = None):
         self.rows = rows
         self.parents = parents or {}
+        import pandas as pd
+
         self._records = records or (lambda row: pd.read_parquet(row["records"], columns=["correct", "macs"]))
         self._cache: dict = {}
 
@@ -379,6 +383,8 @@ def claims_table(summary: pd.DataFrame, methods: dict, records: Callable | None 
     """One row per claim and setting that ran (a numeric claim's own setting as 'not run' when absent) of the
     `methods` (name -> Method; one not in `summary` gets only those 'not run' rows). `records`: row ->
     per-sample frame (default: read the row's `records` path)."""
+    import pandas as pd
+
     out, ran = [], set(summary["method"])
     settings = list(summary[["dataset", "backbone"]].drop_duplicates().itertuples(index=False))
     ok = summary["status"] == "ok" if "status" in summary else pd.Series(True, index=summary.index)
@@ -435,6 +441,8 @@ def noise_table(summary: pd.DataFrame, records: Callable | None = None,
     `Evidence.seed_sd`): seeds at its replicated point, the sd of one run's
     accuracy over them, the test-set 95 % half-width of one accuracy there, and the smallest difference between
     two single runs the run can resolve (95 %: both runs' seed spread and two independent test-set draws)."""
+    import pandas as pd
+
     out = []
     for (dataset, backbone), rows in summary.groupby(["dataset", "backbone"]):
         ev = Evidence(rows, records, parents)

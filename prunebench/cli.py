@@ -7,312 +7,14 @@ Errors exit non-zero with one line; --debug shows the traceback.
 from __future__ import annotations
 
 import argparse
-import copy
+import importlib
 import json
 import logging
 import sys
 from pathlib import Path
 
-import torch
-
-from .api import RunContext, UserError, get_method, registered_methods
-from .backbones import build_backbone
-from .config import backbone_spec, config_hash, load_config, provenance
-from .data import DatasetError, Normalizer, load_dataset
-from .io import save_torch, write_json, write_parquet
+from .errors import DatasetError, UserError
 from .memory import keep_freed_memory
-from .train import Diverged, TrainSpec, accuracy, fit, set_seed
-
-
-def _dataset(cfg):
-    d = cfg["data"]
-    return load_dataset(d["name"], d["path"], val_size=d["val_size"], download=d["download"], **d["synthetic"])
-
-
-def _run_context(args, out: Path, **identity) -> RunContext:
-    """Checkpoints go beside the output; `identity` (what the job computes) keeps a job from
-    resuming another job's checkpoint there."""
-    from .devices import pick_device
-
-    device = pick_device(args.device)
-    return RunContext(seed=args.seed, device=device, out_dir=out.parent, progress=args.progress or None,
-                      identity=config_hash(identity))
-
-
-def _method_hp(cfg, method) -> dict:
-    """The method's validated hyperparameters from the config (its defaults when not listed)."""
-    return (cfg["methods"].get(method.name) or {}).get("hp") or method.resolve_hp(None)
-
-
-def load_model(path) -> tuple[torch.nn.Module, dict]:
-    """A model file written by pretrain or train: (network, metadata)."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"model file {path} does not exist; run the step that produces it first")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-        return blob["model"], blob["meta"]
-    except Exception as err:  # noqa: BLE001 - any failure here means an unusable file
-        raise UserError(f"model file {path} cannot be read ({type(err).__name__}: {err}); it is truncated or "
-                        f"from an incompatible version: delete it and re-run the step that produces it") from None
-
-
-def diverged_record(*paths) -> dict | None:
-    """The divergence an input carries (a model or artifact written for a job whose loss became NaN), else None."""
-    for path in paths:
-        if path and Path(path).exists():
-            blob = torch.load(path, map_location="cpu", weights_only=False)
-            if isinstance(blob, dict) and blob.get("diverged"):
-                return blob["diverged"]
-    return None
-
-
-def _save_diverged(path, record: dict, meta: dict) -> None:
-    """The output of a diverged job: what diverged where, in place of the model (a re-run skips it)."""
-    save_torch({"model": None, "diverged": record, "meta": {**meta, "kind": "diverged", "diverged": record}}, path)
-    print(f"diverged ({record['stage']}, epoch {record['epoch']}, step {record['step']}: loss {record['loss']}) "
-          f"-> {path}")
-
-
-def cmd_methods(args):
-    for name, ep in sorted(registered_methods().items()):
-        m = get_method(name)
-        kind = "test-time" if m.test_time_knob else "train-time"
-        print(f"{name:16s} knob={m.knob:10s} {kind:10s} {ep.value}")
-
-
-def cmd_pretrain(args):
-    cfg = load_config(args.config)
-    data = _dataset(cfg)
-    out = Path(args.out)
-    b = backbone_spec(cfg, args.backbone)
-    run = _run_context(args, out, backbone=b)
-    set_seed(args.seed)
-    net = build_backbone(b["name"], data.num_classes, data.in_channels, shortcut=b["shortcut"], width=b["width"])
-    spec = TrainSpec.from_dict(cfg["pretrain"], "pretrain")
-    try:
-        history = fit(net, data, spec, run, name=f"{out.name}.pretrain")
-    except Diverged as err:
-        _save_diverged(out, err.record, {"backbone": b, "dataset": cfg["data"]["name"], **provenance(cfg, args.seed)})
-        if args.metrics:
-            write_json({"diverged": err.record, "backbone": b, **provenance(cfg, args.seed)}, args.metrics)
-        return
-    net.to("cpu", memory_format=torch.contiguous_format)
-    normalize = Normalizer(data.mean, data.std)
-    metrics = {"test_accuracy": accuracy(net, data.test_x, data.test_y, normalize),
-               "val_accuracy": history[-1]["val_acc"] if history else None,
-               "train_seconds": sum(h["seconds"] for h in history),
-               "images_per_s": (sum(h["images_per_s"] for h in history) / len(history)) if history else None,
-               "history": history, "backbone": b, "dataset": cfg["data"]["name"],
-               **provenance(cfg, args.seed)}
-    meta = {"kind": "backbone", "backbone": b, "dataset": cfg["data"]["name"], "metrics": metrics}
-    save_torch({"model": net, "meta": meta}, out)
-    if args.metrics:
-        write_json(metrics, args.metrics)
-    run.remove_checkpoints()
-    print(f"test accuracy {metrics['test_accuracy']:.4f} in {metrics['train_seconds'] / 60:.1f} min -> {out}")
-
-
-def cmd_train(args):
-    cfg = load_config(args.config)
-    method = get_method(args.method)
-    backbone, meta = load_model(args.backbone_model)
-    if meta.get("kind") == "diverged":  # the pretraining diverged: every method on it does
-        _save_diverged(args.out, meta["diverged"], {"method": method.name, "budget": float(args.budget),
-                                                    "backbone": meta.get("backbone"), **provenance(cfg, args.seed)})
-        return
-    budget = method.check_budget(backbone, args.budget)
-    hp = _method_hp(cfg, method)
-    data = _dataset(cfg)
-    out = Path(args.out)
-    # The start model's mtime too: a checkpoint made from another start is not this job's.
-    start = f"{args.start}@{Path(args.start).stat().st_mtime_ns}" if args.start and Path(args.start).exists() else None
-    run = _run_context(args, out, method=method.name, budget=budget, hp=hp, artifacts=args.artifact or [], start=start)
-    for spec in args.artifact or []:
-        name, _, path = spec.partition("=")
-        if name not in method.artifacts or not path:
-            raise UserError(f"--artifact {spec!r}: {method.name} takes {', '.join(method.artifacts) or 'no artifacts'} "
-                            f"as NAME=PATH")
-        run.artifacts[name] = path
-    if args.start:
-        run.start = _chain_start(args.start, method, budget)
-    set_seed(args.seed)
-    info = {"kind": "method", "method": method.name, "budget": budget, "hp": hp, "backbone": meta.get("backbone"),
-            "start": args.start, **provenance(cfg, args.seed)}
-    # an input that diverged (the backbone, a chain's start, an artifact) makes this result diverged too
-    upstream = diverged_record(args.start, *run.artifacts.values())
-    try:
-        if upstream:
-            raise Diverged(**{**upstream, "stage": f"{upstream['stage']} (an input of {method.name})"})
-        net = method.train(backbone, data, budget, hp, run)
-    except Diverged as err:
-        _save_diverged(out, err.record, info)
-        run.remove_checkpoints()
-        return
-    net.to("cpu", memory_format=torch.contiguous_format).eval()
-    save_torch({"model": net, "meta": info}, out)
-    run.remove_checkpoints()
-    print(f"{method.name} at {method.knob}={budget} -> {out}")
-
-
-def _chain_start(path, method, budget) -> Path:
-    """Check that `path` holds this method's model at a larger budget (the chain's previous link)."""
-    if not method.chained:
-        raise UserError(f"--start: {method.name} does not continue from another budget's model")
-    _, meta = load_model(path)
-    if meta.get("method") != method.name or not float(meta.get("budget", -1e300)) > budget:
-        raise UserError(f"--start {path} holds {meta.get('method') or meta.get('kind')} at budget "
-                        f"{meta.get('budget')}; {method.name} at {budget} continues from its own model at a larger budget")
-    return Path(path)
-
-
-def cmd_derive(args):
-    cfg = load_config(args.config)
-    method = get_method(args.method)
-    if method.derived_from is None:
-        raise UserError(f"{method.name} is trained, not derived: use `prunebench train`")
-    net, meta = load_model(args.trained_model)
-    if meta.get("kind") == "diverged":  # the parent's training diverged: so does this derived model
-        _save_diverged(args.out, meta["diverged"], {**meta, "method": method.name, **provenance(cfg, args.seed)})
-        return
-    if meta.get("method") != method.derived_from:
-        raise UserError(f"{args.trained_model} holds a {meta.get('method') or meta.get('kind')} model; "
-                        f"{method.name} is derived from {method.derived_from}'s")
-    run = _run_context(args, Path(args.out), method=method.name, derived_from=args.trained_model)
-    if args.backbone_model:
-        load_model(args.backbone_model)  # a missing or unreadable file is one clear error here
-        run.backbone = Path(args.backbone_model)
-    set_seed(args.seed)
-    net = method.derive(net, _dataset(cfg), _method_hp(cfg, method), run)
-    save_torch({"model": net, "meta": {**meta, "method": method.name, "derived_from": args.trained_model,
-                                      **provenance(cfg, args.seed)}}, args.out)
-    print(f"{method.name} at {method.knob}={meta['budget']} (from {method.derived_from}) -> {args.out}")
-
-
-def cmd_prepare(args):
-    cfg = load_config(args.config)
-    method = get_method(args.method)
-    if args.artifact not in method.artifacts:
-        raise UserError(f"{method.name} has no artifact {args.artifact!r}; it has: {', '.join(method.artifacts) or 'none'}")
-    backbone, meta = load_model(args.backbone_model)
-    if meta.get("kind") == "diverged":
-        save_torch({"diverged": meta["diverged"]}, args.out)
-        return
-    hp = _method_hp(cfg, method)
-    data = _dataset(cfg)
-    run = _run_context(args, Path(args.out), method=method.name, artifact=args.artifact, hp=hp)
-    set_seed(args.seed)
-    try:
-        save_torch(method.prepare(args.artifact, backbone, data, hp, run), args.out)
-    except Diverged as err:  # recorded in place of the artifact; the budgets' train jobs record it in turn
-        save_torch({"diverged": err.record}, args.out)
-        print(f"{method.name} {args.artifact} diverged: {err}")
-        return
-    run.remove_checkpoints()
-    print(f"{method.name} {args.artifact} -> {args.out}")
-
-
-def _trained(args):
-    """The model file's network, method and metadata, and the budgets to evaluate it at (validated)."""
-    net, meta = load_model(args.model)
-    if meta.get("kind") == "backbone" or (meta.get("kind") == "diverged" and "method" not in meta):
-        return net, get_method("dense"), [1.0], meta
-    method = get_method(meta["method"])
-    if net is None:  # diverged: nothing to check the budgets on
-        return net, method, [float(b) for b in args.budget] if args.budget else [meta["budget"]], meta
-    budgets = [meta["budget"]] if not args.budget else [method.check_budget(net, b) for b in args.budget]
-    for budget in budgets:
-        if not method.test_time_knob and budget != meta["budget"]:
-            raise UserError(f"{method.name} was trained at {method.knob}={meta['budget']} and its knob is not "
-                            f"test-time: evaluate it at that budget")
-    return net, method, budgets, meta
-
-
-def _outputs(args, budgets, single: dict) -> list[dict]:
-    """Per budget, the paths to write: in --out-dir as <budget>.<ext>, or the single-budget flags."""
-    from .tables import budget_str
-
-    if args.out_dir:
-        return [{key: Path(args.out_dir) / f"{budget_str(b)}.{ext}" for key, ext in single.items()} for b in budgets]
-    if len(budgets) > 1:
-        raise UserError("several budgets need --out-dir (one file per budget)")
-    return [{key: getattr(args, key) for key in single}]
-
-
-def _result_keys(cfg, method, budget, meta) -> dict:
-    """What identifies a result row (the table's keys besides the seed)."""
-    return {"dataset": cfg["data"]["name"], "backbone": meta["backbone"]["name"], "method": method.name,
-            "knob": method.knob, "ours": method.ours, "static": method.static,
-            "train_budget": meta.get("budget", 1.0), "eval_budget": budget}
-
-
-def _epochs(cfg, method) -> dict:
-    """Epochs of each training stage behind a result (pretraining and the method's own stages): the claims
-    table's schedule column compares them with the paper's."""
-    trainer = get_method(method.derived_from) if method.derived_from else method
-    hp = _method_hp(cfg, trainer) if trainer.name in cfg["methods"] else trainer.resolve_hp(None)
-    stages = {k: v["epochs"] for k, v in hp.items() if isinstance(v, dict) and "epochs" in v}
-    return {"pretrain": TrainSpec.from_dict(cfg["pretrain"]).epochs, **stages}
-
-
-def cmd_evaluate(args):
-    """Every budget of one trained model in one process: the model, the data and the dense cost table
-    are loaded once; each budget runs on a fresh copy of the model, as a separate job would."""
-    from .flops import Accountant
-
-    cfg = load_config(args.config)
-    net, method, budgets, meta = _trained(args)
-    outputs = _outputs(args, budgets, {"summary": "json", "records": "parquet"})
-    if not outputs[0]["summary"]:
-        raise UserError("evaluate: give --summary (one budget) or --out-dir")
-    if net is None:  # a diverged training: rows that say so, with no measurements (and no per-sample records)
-        for budget, out in zip(budgets, outputs):
-            write_json({**_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed), "status": "diverged",
-                        "diverged": meta["diverged"], "epochs": _epochs(cfg, method)}, out["summary"])
-        print(f"{method.name}: diverged ({meta['diverged']['stage']}), {len(budgets)} rows recorded as such")
-        return
-    data = _dataset(cfg)
-    accountant = None
-    for budget, out in zip(budgets, outputs):
-        set_seed(args.seed)
-        model = copy.deepcopy(net)  # Method.evaluate configures the budget on it
-        accountant = accountant or Accountant(model, (data.in_channels, *data.image_size))
-        run = _run_context(args, Path(out["summary"]))
-        result = method.evaluate(model, data, budget, run, batch_size=cfg["evaluate"]["batch_size"], accountant=accountant)
-        summary = {**result.summary, **_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed),
-                   "status": "ok", "epochs": _epochs(cfg, method)}
-        if out["records"]:
-            write_parquet(result.records, out["records"])
-        write_json(summary, out["summary"])
-        print(f"{method.name} {method.knob}={budget}: accuracy {summary['accuracy']:.4f}, "
-              f"MACs {summary['macs_mean'] / 1e6:.2f}M ({summary['macs_frac']:.1%} of dense)")
-
-
-def cmd_latency(args):
-    from .evaluate import latency
-
-    cfg = load_config(args.config)
-    net, method, budgets, meta = _trained(args)
-    outputs = _outputs(args, budgets, {"out": "json"})
-    if not outputs[0]["out"]:
-        raise UserError("latency: give --out (one budget) or --out-dir")
-    if net is None:  # diverged: nothing to time
-        for budget, out in zip(budgets, outputs):
-            write_json({**_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed), "status": "diverged",
-                        "batches": {}}, out["out"])
-        return
-    data = _dataset(cfg)
-    lat = cfg["latency"]
-    for budget, out in zip(budgets, outputs):
-        model = copy.deepcopy(net)
-        method.configure(model, budget)
-        result = latency(model, data, _run_context(args, Path(out["out"])), batch_sizes=lat["batch_sizes"],
-                         warmup=lat["warmup"], repeats=lat["repeats"])
-        result.update(**_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed))
-        write_json(result, out["out"])
-        for bs, row in result["batches"].items():
-            print(f"{method.name} {method.knob}={budget} batch {bs}: {row['model_ms']:.2f} ms "
-                  f"(dense {row['dense_ms']:.2f} ms, x{row['speedup']:.2f})")
 
 
 def cmd_gather(args):
@@ -377,9 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="verb", required=True)
 
-    def verb(name, func, help_):
+    def verb(name, help_):  # a verb of cli_models: imported (with torch) when it runs
         p = sub.add_parser(name, help=help_)
-        p.set_defaults(func=func)
+        p.set_defaults(func=f"cmd_{name}")
         if name != "methods":
             p.add_argument("--config", help="experiment YAML (defaults when omitted)")
             p.add_argument("--seed", type=int, default=0)
@@ -388,31 +90,31 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
         return p
 
-    verb("methods", cmd_methods, "list registered methods and their budget knobs")
-    p = verb("pretrain", cmd_pretrain, "train the dense backbone")
+    verb("methods", "list registered methods and their budget knobs")
+    p = verb("pretrain", "train the dense backbone")
     p.add_argument("--backbone", help="one of the config's backbone.names (default: its only one)")
     p.add_argument("--out", required=True, help="model file to write")
     p.add_argument("--metrics", help="JSON with accuracy, history and provenance")
-    p = verb("train", cmd_train, "train one method at one budget from a pretrained backbone")
+    p = verb("train", "train one method at one budget from a pretrained backbone")
     p.add_argument("--method", required=True)
     p.add_argument("--budget", required=True)
     p.add_argument("--backbone-model", required=True, help="model file written by pretrain")
     p.add_argument("--artifact", action="append", help="NAME=PATH of a precomputed artifact (see prepare)")
     p.add_argument("--start", help="a chained method's model at the next larger budget, to continue from")
     p.add_argument("--out", required=True)
-    p = verb("derive", cmd_derive, "a derived method's model from its parent's trained model (e.g. lcnet_seq)")
+    p = verb("derive", "a derived method's model from its parent's trained model (e.g. lcnet_seq)")
     p.add_argument("--method", required=True)
     p.add_argument("--trained-model", required=True, help="model file the parent method's train wrote")
     p.add_argument("--backbone-model", help="the pretrained backbone (a control that runs it, e.g. dlp_pretrained)")
     p.add_argument("--out", required=True)
-    p = verb("prepare", cmd_prepare, "a method's per-backbone precomputation (e.g. DLP's expert ranks)")
+    p = verb("prepare", "a method's per-backbone precomputation (e.g. DLP's expert ranks)")
     p.add_argument("--method", required=True)
     p.add_argument("--artifact", required=True)
     p.add_argument("--backbone-model", required=True, help="model file written by pretrain")
     p.add_argument("--out", required=True)
-    for name, func, help_ in (("evaluate", cmd_evaluate, "per-sample records and a summary on the test set"),
-                              ("latency", cmd_latency, "skip-mode latency at batch 1 and 64")):
-        p = verb(name, func, help_)
+    for name, help_ in (("evaluate", "per-sample records and a summary on the test set"),
+                        ("latency", "skip-mode latency at batch 1 and 64")):
+        p = verb(name, help_)
         p.add_argument("--model", required=True, help="model file written by pretrain or train")
         p.add_argument("--budget", nargs="+", default=None,
                        help="eval budget(s) (several: test-time knobs; default: the trained one)")
@@ -420,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "evaluate":
             p.add_argument("--records", help="parquet file of per-sample records (one budget)")
             p.add_argument("--summary", help="JSON summary (one budget)")
+            p.add_argument("--latency-out-dir", help="also time each budget (as the latency verb) into <budget>.json here")
         else:
             p.add_argument("--out", help="JSON result (one budget)")
     p = sub.add_parser("gather", help="summary and Pareto tables from evaluation and latency JSONs")
@@ -443,11 +146,16 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr)
-    if getattr(args, "threads", 0):
-        torch.set_num_threads(args.threads)
+    func = args.func
+    if isinstance(func, str):  # a model verb
+        func = getattr(importlib.import_module(".cli_models", __package__), func)
+        if getattr(args, "threads", 0):
+            import torch
+
+            torch.set_num_threads(args.threads)
     keep_freed_memory()
     try:
-        args.func(args)
+        func(args)
     except (UserError, DatasetError) as err:
         if args.debug:
             raise

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import DatasetError
 from .io import save_torch
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -40,10 +41,6 @@ CIFAR_URLS = {
                  "md5:eb9058c3a382ffc7106e4002c42a8d85"),
 }
 DATASET_NAMES = ("fashion_mnist", "cifar10", "cifar100", "image_folder", "synthetic")
-
-
-class DatasetError(Exception):
-    """A dataset is missing, corrupt or misconfigured; the message says what to do."""
 
 
 @dataclass

@@ -6,9 +6,9 @@ import platform
 import statistics
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 
 from .backbones import GatedResNet
@@ -17,6 +17,9 @@ from .flops import Accountant, controller_macs
 from .gates import UpfrontBlockGates
 from .plain import plain_reference
 from .run import RunContext
+
+if TYPE_CHECKING:  # pandas is imported where records are made: training jobs start without it
+    import pandas as pd
 
 
 @dataclass
@@ -47,6 +50,8 @@ def evaluate(net: GatedResNet, data: Dataset, run: RunContext, *, split: str = "
         trace = t if trace is None else trace.cat(t)
     pred = torch.cat(preds)
     backbone = accountant.backbone_macs(trace)
+    import pandas as pd
+
     records = pd.DataFrame({
         "sample": range(len(y_all)),
         "label": y_all.numpy(),

@@ -8,8 +8,6 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
-
 
 @contextmanager
 def atomic_path(path: str | os.PathLike):
@@ -27,6 +25,8 @@ def atomic_path(path: str | os.PathLike):
 
 
 def save_torch(obj, path) -> None:
+    import torch  # here: the table verbs write files without loading torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 

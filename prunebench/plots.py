@@ -108,7 +108,7 @@ def gate_widths(evaluations: dict[str, dict], path) -> None:
     gated = {m: e for m, e in evaluations.items() if e.get("gate_histograms")}
     cols = min(max(len(gated), 1), 5)
     rows = max(1, -(-len(gated) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 4.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 4.5 * rows), squeeze=False)
     for ax in axes.flat[len(gated):]:
         ax.set_axis_off()
     for ax, (method, e) in zip(axes.flat, sorted(gated.items())):
@@ -118,9 +118,11 @@ def gate_widths(evaluations: dict[str, dict], path) -> None:
             for active, count in e["gate_histograms"][unit].items():
                 share = int(active) / e["gate_widths"][unit]
                 shares.iloc[i, min(9, max(0, int(share * 10 - 1e-9)))] += count / e["n"]
-        sns.heatmap(shares, vmin=0, vmax=1, cmap="rocket_r", cbar=False, xticklabels=2, ax=ax)
-        ax.set_title(f"{method} ({e['macs_frac']:.2f} of dense)", fontsize=10)
-        ax.set(xlabel="active share of the layer (up to)", ylabel="gated layer, input to output")
+        # imshow, not sns.heatmap: that draws the whole figure per panel to place its tick labels (0.7 s each)
+        ax.imshow(shares.to_numpy(), vmin=0, vmax=1, cmap="rocket_r", aspect="auto", interpolation="nearest")
+        ax.set_xticks(range(0, 10, 2), shares.columns[::2])
+        ax.set_title(f"{method} ({e['macs_frac']:.2f} of dense)", fontsize=9)
+        ax.set(xlabel="active share of the layer, up to", ylabel="gated layer, input to output")
         ax.set_yticks([])
     fig.subplots_adjust(hspace=0.4)
     fig.colorbar(plt.cm.ScalarMappable(cmap="rocket_r"), ax=axes, shrink=0.6, label="share of test images")

@@ -177,7 +177,7 @@ def test_budget_below_the_floor_is_one_error_before_training():
 
 
 def test_chain_start_must_be_the_same_method_at_a_larger_budget(tmp_path):
-    from prunebench.cli import _chain_start
+    from prunebench.cli_models import _chain_start
     from prunebench.io import save_torch
 
     net = build_backbone("resnet8", 4, 3, width=8)

@@ -76,11 +76,27 @@ def test_replicate_seeds_retrain_each_method_once_at_its_middle_budget(smoke):
     assert "seed0/slimming/0.7/model.pt" in slimming and "seed0/slimming/artifacts/" in slimming
 
 
+def test_exclusive_latency_runs_as_its_own_jobs_and_otherwise_inside_the_evaluation(smoke):
+    cfg = yaml.safe_load((smoke / "smoke.yaml").read_text())
+    assert cfg["latency"]["exclusive"] is False  # the smoke run: one process per model evaluates and times it
+    assert (smoke / "results/synthetic/resnet8/seed0/dlp/3/latency/1.json").exists()
+    assert not (smoke / "results/benchmarks/latency").exists()
+    cfg["latency"]["exclusive"] = True  # the default config's: latency jobs apart, each holding every core
+    changed = smoke / "exclusive.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    dry = snakemake(smoke, "-n", "--cores", "2", "--forceall", config=changed)
+    jobs = planned_jobs(dry)
+    assert jobs["latency"] == jobs["evaluate"] == jobs["train_method"]
+    latency_jobs = [job for job in dry.stdout.split("rule ")[1:] if job.startswith("latency:")]
+    assert latency_jobs and all("threads: 2" in job for job in latency_jobs)
+    assert "--latency-out-dir" not in dry.stdout
+
+
 def test_cost_table_has_every_method_and_pretraining(smoke):
     cost = pd.read_csv(smoke / "results/tables/cost.csv")
     cfg = yaml.safe_load((smoke / "smoke.yaml").read_text())
     assert set(cost["method"]) == set(cfg["methods"]) | {"pretrain"}
-    assert (cost["total_min"] > 0).all() and (cost["jobs"] >= 3).sum() == len(cfg["methods"])
+    assert (cost["total_min"] > 0).all() and (cost["jobs"] >= 2).sum() == len(cfg["methods"])  # train, evaluate
     dlp = cost.set_index("method").loc["dlp"]
     assert dlp["prepare_min"] > 0 and dlp["train_min"] > 0  # the expert's ranks and the training
 
@@ -96,7 +112,7 @@ def test_changing_one_method_reruns_only_its_jobs(smoke):
     changed.write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))
     n_uw = len(cfg["methods"]["uniform_width"]["train_budgets"])
-    assert jobs == {"train_method": n_uw, "evaluate": n_uw, "latency": n_uw, "gather": 1, "plot": 1, "cost": 1, "all": 1}
+    assert jobs == {"train_method": n_uw, "evaluate": n_uw, "gather": 1, "plot": 1, "cost": 1, "all": 1}
 
 
 def test_a_derived_method_follows_its_parent(smoke):
@@ -106,7 +122,7 @@ def test_a_derived_method_follows_its_parent(smoke):
     changed.write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))
     n = len(cfg["methods"]["lcnet"]["train_budgets"]) + len(cfg["methods"]["lcnet_seq"]["train_budgets"])
-    assert jobs == {"train_method": n, "evaluate": n, "latency": n, "gather": 1, "plot": 1, "cost": 1, "all": 1}
+    assert jobs == {"train_method": n, "evaluate": n, "gather": 1, "plot": 1, "cost": 1, "all": 1}
     seq = smoke / "results/synthetic/resnet8/seed0/lcnet_seq/0.5/model.pt"
     assert torch.load(seq, weights_only=False)["meta"]["method"] == "lcnet_seq"
 
@@ -120,7 +136,7 @@ def test_chained_budgets_continue_from_the_next_larger_one(smoke):
     changed = smoke / "changed_chain.yaml"
     changed.write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))
-    assert jobs == {"train_method": 2, "evaluate": 2, "latency": 2, "gather": 1, "plot": 1, "cost": 1, "all": 1}
+    assert jobs == {"train_method": 2, "evaluate": 2, "gather": 1, "plot": 1, "cost": 1, "all": 1}
 
 
 def test_artifacts_rerun_only_when_what_they_depend_on_changes(smoke):
@@ -130,7 +146,7 @@ def test_artifacts_rerun_only_when_what_they_depend_on_changes(smoke):
     changed.write_text(yaml.safe_dump(cfg))
     n = len(cfg["methods"]["blockdrop"]["train_budgets"])
     jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))
-    assert jobs == {"train_method": n, "evaluate": n, "latency": n, "gather": 1, "plot": 1, "cost": 1, "all": 1}
+    assert jobs == {"train_method": n, "evaluate": n, "gather": 1, "plot": 1, "cost": 1, "all": 1}
     cfg["methods"]["blockdrop"]["hp"]["curriculum"]["lr"] = 2e-3  # ... but on this
     changed.write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))

@@ -177,7 +177,8 @@ def cost_entries():
                 stem = f"{DATASET}_{backbone}_seed{seed}_{method}"
                 if method not in DERIVED and budgets and not replicate:
                     entries += [f"{backbone}:{method}:prepare:{bench}/prepare/{stem}_{a}.tsv" for a in ARTIFACTS[method]]
-                stages = ("train", "evaluate") if replicate else ("train", "evaluate", "latency")
+                # replicates have no latency; without latency.exclusive, the evaluation job's time includes it
+                stages = ("train", "evaluate", "latency")[:2 if replicate or not CFG["latency"]["exclusive"] else 3]
                 for budget in budgets:
                     entries += [f"{backbone}:{method}:{stage}:{bench}/{stage}/{stem}_{budget_str(budget)}.tsv"
                                 for stage in stages]

@@ -1,13 +1,21 @@
+# latency.exclusive (the default): latency jobs run alone, holding every core, for timings nothing else
+# disturbs. Otherwise each evaluation job also times its model: one process per trained model, not two.
+LATENCY_APART = CFG["latency"]["exclusive"]
+
+
 rule evaluate:
     """Per-sample records and a summary of one trained model at each of its evaluation budgets: one
-    process loads the model, the data and the dense cost table once (<budget>.json/.parquet in eval/)."""
+    process loads the model, the data and the dense cost table once (<budget>.json/.parquet in eval/);
+    with latency.exclusive false, also its latency (<budget>.json in latency/)."""
     input:
         model=RUN + "/model.pt",
     output:
-        directory(RUN + "/eval"),
+        evals=directory(RUN + "/eval"),
+        **({} if LATENCY_APART else {"latency": directory(RUN + "/latency")}),
     params:
-        fingerprint=lambda w: fingerprint("data", "evaluate", method=w.method),
+        fingerprint=lambda w: fingerprint("data", "evaluate", *([] if LATENCY_APART else ["latency"]), method=w.method),
         budgets=eval_budgets,
+        latency=lambda w, output: "" if LATENCY_APART else f" --latency-out-dir {output.latency}",
     log:
         RESULTS + "/logs/evaluate/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}.log",
     benchmark:
@@ -15,26 +23,28 @@ rule evaluate:
     threads: 1
     shell:
         PRUNEBENCH + " evaluate --config " + CONFIG_FILE + " --model {input.model} --budget {params.budgets}"
-        " --seed {wildcards.seed} --threads {threads} --out-dir {output} > {log} 2>&1"
+        " --seed {wildcards.seed} --threads {threads} --out-dir {output.evals}{params.latency} > {log} 2>&1"
 
 
-rule latency:
-    """Skip-mode latency at each evaluation budget beside the dense backbone's; takes every core so
-    nothing else runs meanwhile, unless latency.exclusive is false (<budget>.json in latency/)."""
-    input:
-        model=RUN + "/model.pt",
-    output:
-        directory(RUN + "/latency"),
-    params:
-        fingerprint=lambda w: fingerprint("data", "latency", method=w.method),
-        budgets=eval_budgets,
-    log:
-        RESULTS + "/logs/latency/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}.log",
-    benchmark:
-        RESULTS + "/benchmarks/latency/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}.tsv"
-    threads: workflow.cores if CFG["latency"]["exclusive"] else 1
-    resources:
-        gpu=1,
-    shell:
-        PRUNEBENCH + " latency --config " + CONFIG_FILE + " --model {input.model} --budget {params.budgets}"
-        " --seed {wildcards.seed} --threads {threads} --out-dir {output} > {log} 2>&1"
+if LATENCY_APART:
+
+    rule latency:
+        """Skip-mode latency at each evaluation budget beside the dense backbone's; takes every core so
+        nothing else runs meanwhile (<budget>.json in latency/)."""
+        input:
+            model=RUN + "/model.pt",
+        output:
+            directory(RUN + "/latency"),
+        params:
+            fingerprint=lambda w: fingerprint("data", "latency", method=w.method),
+            budgets=eval_budgets,
+        log:
+            RESULTS + "/logs/latency/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}.log",
+        benchmark:
+            RESULTS + "/benchmarks/latency/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}.tsv"
+        threads: workflow.cores
+        resources:
+            gpu=1,
+        shell:
+            PRUNEBENCH + " latency --config " + CONFIG_FILE + " --model {input.model} --budget {params.budgets}"
+            " --seed {wildcards.seed} --threads {threads} --out-dir {output} > {log} 2>&1"
