@@ -50,7 +50,7 @@ def cmd_plot(args):
     import pandas as pd
 
     from . import plots
-    from .tables import budget_str, run_dir
+    from .layout import budget_str, run_dir
 
     summary = pd.read_csv(args.summary)
     if "status" in summary:  # a diverged training has no point to draw (the tables list it)

@@ -14,6 +14,7 @@ from .config import backbone_spec, config_hash, load_config, provenance
 from .data import Normalizer, load_dataset
 from .errors import UserError
 from .io import save_torch, write_json, write_parquet
+from .layout import budget_str
 from .train import Diverged, TrainSpec, accuracy, fit, set_seed
 
 
@@ -223,8 +224,6 @@ def _trained(args):
 
 def _budget_paths(folder, budgets, ext: str) -> list[Path]:
     """<folder>/<budget>.<ext> per budget (a budget such as 0.5 has a dot: no with_suffix)."""
-    from .tables import budget_str
-
     return [Path(folder) / f"{budget_str(b)}.{ext}" for b in budgets]
 
 

@@ -15,16 +15,6 @@ KEYS = ["dataset", "backbone", "method", "train_budget", "eval_budget", "seed"]
 PARETO_FRACS = (0.25, 0.5, 0.75)
 
 
-def budget_str(budget) -> str:
-    """A budget as it appears in result paths: 9, 0.5, 1 (never 9.0)."""
-    return f"{float(budget):g}"
-
-
-def run_dir(root, dataset, backbone, seed, method, train_budget) -> Path:
-    """Folder of one trained model and its evaluations (the workflow's layout)."""
-    return Path(root) / dataset / backbone / f"seed{int(seed)}" / method / budget_str(train_budget)
-
-
 def _read(path) -> dict:
     return json.loads(Path(path).read_text())
 

@@ -11,7 +11,7 @@ from snakemake.utils import validate as schema_validate
 from prunebench.api import UserError, get_method
 from prunebench.config import backbone_seed, config_hash, method_budgets, replicate_budgets, validate as validate_config
 from prunebench.io import atomic_path
-from prunebench.tables import budget_str
+from prunebench.layout import budget_str
 
 RESULTS = "results"
 # The CLI through the interpreter Snakemake runs in: no activated environment is needed, on this
