@@ -27,6 +27,7 @@ TIMED = {"fbs": (0.5, "finetune", "fbs-d0.5"), "dlp": (9, "finetune", "dlp-finet
          "blockdrop": (2, "finetune", "blockdrop-finetune"), "sanp": (0.5, "finetune", "sanp-finetune"),
          "rnp": (-0.003, "finetune", "rnp-finetune-0"), "lcnet": (0.01, "finetune", "lcnet-finetune"),
          "slimming": (0.6, "sparsity", "slimming-sparsity")}
+MIN_EPOCHS = {("blockdrop", "curriculum"): 9}  # ResNet-20's 9 blocks
 LOOPS = {"plain": {"channels_last": False, "precision": "fp32"}, "fp32": {"channels_last": True, "precision": "fp32"},
          "bf16": {"channels_last": True, "precision": "bf16"}}
 
@@ -48,9 +49,9 @@ def stage_speed(name: str, data, images: int, loop: str) -> float:
     method = get_method(name)
     budget, stage, logged = TIMED[name]
     hp = method.resolve_hp(method.quick_hp)
-    for key, value in hp.items():  # every other training stage: a few batches
+    for key, value in hp.items():  # every other training stage: a few batches (BlockDrop's curriculum: one epoch per block)
         if isinstance(value, dict) and value.get("epochs"):
-            hp[key] = {**value, "epochs": 1, "epoch_images": 256}
+            hp[key] = {**value, "epochs": MIN_EPOCHS.get((name, key), 1), "epoch_images": 256}
     if "recalibrate_images" in hp:
         hp["recalibrate_images"] = 256
     hp[stage] = {**method.hyperparameters[stage], "epochs": 1, "epoch_images": images, **LOOPS[loop]}
