@@ -21,6 +21,9 @@ def cmd_gather(args):
     from .tables import summary_table, write_tables
 
     def jsons(paths):  # a folder stands for the JSON files in it (one per budget)
+        missing = [str(p) for p in paths if not Path(p).exists()]
+        if missing:
+            raise UserError(f"gather: {missing[0]} does not exist; run the evaluate (or latency) job that writes it")
         return [f for p in map(Path, paths) for f in (sorted(p.glob("*.json")) if p.is_dir() else [p])]
 
     table = summary_table(jsons(args.evals), jsons(args.latency or ()))

@@ -86,6 +86,8 @@ def test_errors_are_one_line(workdir, capsys):
     bad.write_text(yaml.safe_dump({**SMOKE, "pretrain": {"epochz": 1}}))
     code = main(["pretrain", "--config", str(bad), "--out", str(workdir / "x.pt")])
     assert code == 2 and "pretrain.epochz" in capsys.readouterr().err
+    code = main(["gather", "--evals", str(workdir / "no_eval_dir"), "--out-dir", str(workdir / "tables")])
+    assert code == 2 and "no_eval_dir does not exist" in capsys.readouterr().err
 
 
 def test_killed_pretraining_resumes_from_its_checkpoint(tmp_path):
