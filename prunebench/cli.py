@@ -53,7 +53,7 @@ def cmd_plot(args):
     import pandas as pd
 
     from . import plots
-    from .layout import budget_str, run_dir
+    from .layout import budget_file, run_dir
 
     summary = pd.read_csv(args.summary)
     if "status" in summary:  # a diverged training has no point to draw (the tables list it)
@@ -61,9 +61,9 @@ def cmd_plot(args):
     out = Path(args.out_dir)
     plots.accuracy_vs_macs(summary, out / "accuracy_vs_macs.png")
     plots.latency_vs_macs(summary, out / "latency_vs_macs.png")
-    def evaluation(r, suffix):  # one evaluation's file (a budget such as 0.5 has a dot: no with_suffix)
-        return run_dir(args.results_root, r["dataset"], r["backbone"], r["seed"], r["method"],
-                       r["train_budget"]) / "eval" / f"{budget_str(r['eval_budget'])}.{suffix}"
+    def evaluation(r, suffix):  # one evaluation's file
+        folder = run_dir(args.results_root, r["dataset"], r["backbone"], r["seed"], r["method"], r["train_budget"])
+        return budget_file(folder / "eval", r["eval_budget"], suffix)
 
     plots.macs_histograms(plots.mid_budget_records(summary, lambda r: evaluation(r, "parquet")),
                           out / "macs_histograms.png")

@@ -14,7 +14,7 @@ from .config import backbone_spec, config_hash, load_config, provenance
 from .data import Normalizer, load_dataset
 from .errors import UserError
 from .io import save_torch, write_json, write_parquet
-from .layout import budget_str
+from .layout import budget_file
 from .train import Diverged, TrainSpec, accuracy, fit, set_seed
 
 
@@ -222,16 +222,10 @@ def _trained(args):
     return net, method, budgets, meta
 
 
-def _budget_paths(folder, budgets, ext: str) -> list[Path]:
-    """<folder>/<budget>.<ext> per budget (a budget such as 0.5 has a dot: no with_suffix)."""
-    return [Path(folder) / f"{budget_str(b)}.{ext}" for b in budgets]
-
-
 def _outputs(args, budgets, single: dict) -> list[dict]:
     """Per budget, the paths to write: in --out-dir as <budget>.<ext>, or the single-budget flags."""
     if args.out_dir:
-        per_key = {key: _budget_paths(args.out_dir, budgets, ext) for key, ext in single.items()}
-        return [{key: paths[i] for key, paths in per_key.items()} for i in range(len(budgets))]
+        return [{key: budget_file(args.out_dir, b, ext) for key, ext in single.items()} for b in budgets]
     if len(budgets) > 1:
         raise UserError("several budgets need --out-dir (one file per budget)")
     return [{key: getattr(args, key) for key in single}]
@@ -256,21 +250,31 @@ def _epochs(cfg, method) -> dict:
 def cmd_evaluate(args):
     """Every budget of one trained model in one process: the model, the data and the dense cost table
     are loaded once; each budget runs on a fresh copy of the model, as a separate job would."""
-    from .flops import Accountant
-
     cfg = load_config(args.config)
     net, method, budgets, meta = _trained(args)
     outputs = _outputs(args, budgets, {"summary": "json", "records": "parquet"})
     if not outputs[0]["summary"]:
         raise UserError("evaluate: give --summary (one budget) or --out-dir")
     data = None if net is None else _dataset(cfg)
-    if net is None:  # a diverged training: rows that say so, with no measurements (and no per-sample records)
+    _evaluate_budgets(args, cfg, data, net, method, budgets, meta, outputs)
+    if args.latency_out_dir:  # one process for both where latency need not run alone (latency.exclusive: false)
+        _time_budgets(args, cfg, data, net, method, budgets, meta, [budget_file(args.latency_out_dir, b, "json")
+                                                                     for b in budgets])
+
+
+def _evaluate_budgets(args, cfg, data, net, method, budgets, meta, outputs) -> None:
+    """Summary JSON (and per-sample records) of `net` at each budget (a diverged training: rows that say so,
+    with no measurements and no records)."""
+    from .flops import Accountant
+
+    if net is None:
         for budget, out in zip(budgets, outputs):
             write_json({**_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed), "status": "diverged",
                         "diverged": meta["diverged"], "epochs": _epochs(cfg, method)}, out["summary"])
         print(f"{method.name}: diverged ({meta['diverged']['stage']}), {len(budgets)} rows recorded as such")
+        return
     accountant = None
-    for budget, out in zip(budgets, outputs if net is not None else []):
+    for budget, out in zip(budgets, outputs):
         set_seed(args.seed)
         model = copy.deepcopy(net)  # Method.evaluate configures the budget on it
         accountant = accountant or Accountant(model, (data.in_channels, *data.image_size))
@@ -283,8 +287,6 @@ def cmd_evaluate(args):
         write_json(summary, out["summary"])
         print(f"{method.name} {method.knob}={budget}: accuracy {summary['accuracy']:.4f}, "
               f"MACs {summary['macs_mean'] / 1e6:.2f}M ({summary['macs_frac']:.1%} of dense)")
-    if args.latency_out_dir:  # one process for both where latency need not run alone (latency.exclusive: false)
-        _time_budgets(args, cfg, data, net, method, budgets, meta, _budget_paths(args.latency_out_dir, budgets, "json"))
 
 
 def cmd_latency(args):
