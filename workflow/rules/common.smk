@@ -39,6 +39,9 @@ def _write_resolved_config(cfg):
 
 CONFIG_FILE = _write_resolved_config(CFG)
 DATASET = CFG["data"]["name"]
+# latency.exclusive (the default): latency jobs run alone, holding every core, for timings nothing else
+# disturbs. Otherwise each evaluation job also times its model: one process per trained model, not two.
+LATENCY_APART = CFG["latency"]["exclusive"]
 
 
 def fingerprint(*sections, method=None, hp_keys=None):
@@ -177,8 +180,8 @@ def cost_entries():
                 stem = f"{DATASET}_{backbone}_seed{seed}_{method}"
                 if method not in DERIVED and budgets and not replicate:
                     entries += [f"{backbone}:{method}:prepare:{bench}/prepare/{stem}_{a}.tsv" for a in ARTIFACTS[method]]
-                # replicates have no latency; without latency.exclusive, the evaluation job's time includes it
-                stages = ("train", "evaluate", "latency")[:2 if replicate or not CFG["latency"]["exclusive"] else 3]
+                # replicates have no latency; without latency jobs, the evaluation job's time includes it
+                stages = ("train", "evaluate", "latency") if LATENCY_APART and not replicate else ("train", "evaluate")
                 for budget in budgets:
                     entries += [f"{backbone}:{method}:{stage}:{bench}/{stage}/{stem}_{budget_str(budget)}.tsv"
                                 for stage in stages]

@@ -1,8 +1,3 @@
-# latency.exclusive (the default): latency jobs run alone, holding every core, for timings nothing else
-# disturbs. Otherwise each evaluation job also times its model: one process per trained model, not two.
-LATENCY_APART = CFG["latency"]["exclusive"]
-
-
 rule evaluate:
     """Per-sample records and a summary of one trained model at each of its evaluation budgets: one
     process loads the model, the data and the dense cost table once (<budget>.json/.parquet in eval/);
