@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -17,8 +18,23 @@ def path_without_this_environment() -> str:
     return os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != bin_dir)
 
 
+def _failing_scontrol() -> str:
+    """A folder whose `scontrol` fails at once. Snakemake loads every installed executor plugin at start-up,
+    and the Slurm one asks `scontrol show config`: with Slurm installed and its controller down (after the
+    Slurm test stops it) that is 9 s of connection retries per start. A run without the Slurm profile needs no Slurm."""
+    folder = Path(tempfile.gettempdir()) / f"prunebench-no-slurm-{os.getuid()}"
+    folder.mkdir(exist_ok=True)
+    (folder / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+    (folder / "scontrol").chmod(0o755)
+    return str(folder)
+
+
+NO_SLURM = _failing_scontrol()
+
+
 def snakemake(workdir, *args, config=None, check=True, timeout=600):
-    env = {**os.environ, "PATH": path_without_this_environment()}
+    path = path_without_this_environment()
+    env = {**os.environ, "PATH": path if "--profile" in args else NO_SLURM + os.pathsep + path}
     cmd = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config or workdir / "smoke.yaml"), *args]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if check and result.returncode != 0:
