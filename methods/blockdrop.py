@@ -180,13 +180,17 @@ def policy_gradient(net, x, y, alpha: float, gamma: float, decided: torch.Tensor
     the greedy policy, the bounded probabilities, the sampled policy's logits and the sampled policy."""
     policy = net.policy
     greedy, sample, bounded = draw_policies(policy.probabilities(x), alpha, decided)
+    # The curriculum's backbone is frozen in eval mode and no gradient flows through it: skip mode runs each
+    # sample's kept blocks only, BN folded into the convs (the same function; a 9-epoch curriculum 1.5x faster
+    # in fp32 with the same policy learned, 1.4x in bf16 with rounding-level differences; docs/choices.md)
+    mode = "mask" if train_backbone else "skip"
     try:
         with torch.no_grad():
             policy.given = greedy
-            preds_greedy = net(x)
+            preds_greedy = net(x, mode)
         with torch.set_grad_enabled(train_backbone):
             policy.given = sample
-            preds_sample = net(x)
+            preds_sample = net(x, mode)
     finally:
         policy.given = None
     advantage = (blockdrop_reward(preds_sample.detach(), y, sample, gamma)
