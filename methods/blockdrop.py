@@ -148,7 +148,7 @@ class BlockDrop(Method):
 
         try:
             fit(net, data, spec, run, name="blockdrop-curriculum", loss_fn=loss_fn, params=policy.parameters(),
-                on_epoch_start=start_epoch, metric=reward, metric_name="reward")
+                on_epoch_start=start_epoch, metric=reward, metric_name="reward", counts_as="policy")
         finally:
             policy.forced_on = None
         if kept:

@@ -405,7 +405,7 @@ class DLP(Method):
 
         # logged: how many block pairs the policy orders as the expert does (not a classification accuracy)
         fit(policy_net, ranks_data, spec, run, name=f"dlp-imitation-{round_}", loss_fn=loss_fn,
-            metric=ranking_agreement, metric_name="pair order agreement")
+            metric=ranking_agreement, metric_name="pair order agreement", counts_as="policy")
         policy_net.eval()
 
     def _finetune(self, net, data, hp, run, round_):

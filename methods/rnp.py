@@ -258,6 +258,7 @@ class RNP(Method):
                 ce = F.cross_entropy(net(normalize(data.train_x[idx])), data.train_y[idx].to(device), reduction="none")
             policy.recording = False
             buffer.add(policy.episode[0], torch.stack(policy.episode[1], 1), ce)
+            run.count_images({"policy": len(idx)})  # a rollout: the backbone's forward under the decisions
             pooled, actions, ce = buffer.sample(hp["q_batch"])
             q = policy.q.q_values(pooled).gather(2, actions[..., None]).squeeze(2)
             with torch.no_grad():
@@ -292,7 +293,7 @@ class RNP(Method):
         if path is not None:
             save_torch({"round": round_, "job": run.identity, "net": net.state_dict(), "target": target.state_dict(),
                         "optimizer": optimizer.state_dict(), "draws": draws.get_state(),
-                        "epsilon_draws": policy.generator.get_state()}, path)
+                        "epsilon_draws": policy.generator.get_state(), "images": dict(run.images)}, path)
 
     def _resume(self, run, net, target, optimizer, draws, policy) -> int:
         path = run.checkpoint("rnp-rounds")
@@ -306,6 +307,7 @@ class RNP(Method):
         optimizer.load_state_dict(state["optimizer"])
         draws.set_state(state["draws"])
         policy.generator.set_state(state["epsilon_draws"])
+        run.images.update(state["images"])  # the finished rounds' images, counted before the interruption
         run.log.info("rnp: resuming after round %d", state["round"] + 1)
         return state["round"] + 1
 

@@ -369,9 +369,10 @@ class SANPFixedK(SANP):
 
 def start_losses(net: GatedResNet, data: Dataset, filters: int, images: int = 512) -> tuple[float, float]:
     """Cross-entropy and mean |s| (the L1 term of eq. 9 without lambda) of the network as fine-tuning starts,
-    on the first training images with inference-time codes."""
+    on a random sample of training images with inference-time codes."""
     normalize = Normalizer(data.mean, data.std, next(net.parameters()).device)
-    ce = mean_cross_entropy(net, data.train_x[:images], data.train_y[:images], normalize)
+    sample = data.sample(images)
+    ce = mean_cross_entropy(net, data.train_x[sample], data.train_y[sample], normalize)
     return ce, float(net.policy.saliency_l1) / filters  # the L1 sum of that same forward
 
 
@@ -385,8 +386,8 @@ def costing(net: GatedResNet, data: Dataset) -> tuple[Accountant, float]:
 def keep_fraction_for_budget(net: GatedResNet, data: Dataset, budget: float, accountant: Accountant,
                              spm_macs: float, images: int = 256) -> float:
     """The per-layer keep fraction whose measured mean cost (SPMs included) is closest to the budget
-    from below, by bisection on training images (the cost only grows with the fraction)."""
-    x = Normalizer(data.mean, data.std, next(net.parameters()).device)(data.train_x[:images])
+    from below, by bisection on a random sample of training images (the cost only grows with the fraction)."""
+    x = Normalizer(data.mean, data.std, next(net.parameters()).device)(data.train_x[data.sample(images)])
     was_training = net.training
     net.eval()
 

@@ -34,13 +34,17 @@ def cmd_gather(args):
 
 
 def cmd_cost(args):
-    from .cost import cost_table
+    from .cost import cost_table, with_training_images
     from .io import atomic_path
 
     try:
         table = cost_table(args.entries)
     except ValueError as err:
         raise UserError(str(err)) from None
+    if args.summary:
+        import pandas as pd
+
+        table = with_training_images(table, pd.read_csv(args.summary))
     out = Path(args.out_dir)
     with atomic_path(out / "cost.csv") as tmp:
         table.to_csv(tmp, index=False)
@@ -136,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cost", help="minutes and peak memory per method from the jobs' benchmark files")
     p.set_defaults(func=cmd_cost)
     p.add_argument("--entries", nargs="+", required=True, help="BACKBONE:METHOD:STAGE:PATH of each job's benchmark TSV")
+    p.add_argument("--summary", help="summary.csv: adds each method's training images per trained model")
     p.add_argument("--out-dir", required=True)
     p = sub.add_parser("plot", help="figures from the summary table and per-sample records")
     p.set_defaults(func=cmd_plot)

@@ -144,9 +144,40 @@ def cmd_train(args):
         run.remove_checkpoints()
         return
     net.to("cpu", memory_format=torch.contiguous_format).eval()
+    info.update(images=dict(run.images), **_validation(net, data, method, budget, run))
     save_torch({"model": net, "meta": info}, out)
     run.remove_checkpoints()
-    print(f"{method.name} at {method.knob}={budget} -> {out}")
+    print(f"{method.name} at {method.knob}={budget} -> {out} ({run.images['train']} training images, "
+          f"{run.images['policy']} policy images)")
+
+
+def _validation(net, data, method, budget, run) -> dict:
+    """The finished model's validation accuracy at its training budget, and a warning in the log where it fell
+    well below the last training stage's (what ran after training lost accuracy: e.g. BN statistics
+    re-estimated on unrepresentative images)."""
+    if not len(data.val_x):
+        return {"val_accuracy": None}
+    model = copy.deepcopy(net)
+    method.configure(model, budget)
+    final = accuracy(model, data.val_x, data.val_y, Normalizer(data.mean, data.std))
+    if run.validation:
+        stage, before = run.validation[-1]
+        warn_if_below("the finished model's validation", final, len(data.val_y),
+                      f"stage {stage}'s validation", before, len(data.val_y), run.log)
+    return {"val_accuracy": final}
+
+
+def warn_if_below(what: str, acc: float, n: int, reference_what: str, reference: float, n_reference: int, log) -> bool:
+    """Log a warning where `acc` is below `reference` by more than 1 pt plus three standard errors of the
+    difference of two independent accuracies (a gap that sampling does not explain); True if it warned."""
+    p = (acc + reference) / 2
+    se = (p * (1 - p) * (1 / max(n, 1) + 1 / max(n_reference, 1))) ** 0.5
+    if reference - acc <= 0.01 + 3 * se:
+        return False
+    log.warning("%s accuracy %.2f %% is %.1f pt below %s (%.2f %%): more than sampling explains; check what "
+                "differs between them (BN statistics, the data's order, the budget's setting)", what, 100 * acc,
+                100 * (reference - acc), reference_what, 100 * reference)
+    return True
 
 
 def _chain_start(path, method, budget) -> Path:
@@ -196,8 +227,8 @@ def cmd_prepare(args):
     data = _dataset(cfg)
     run = _run_context(args, Path(args.out), method=method.name, artifact=args.artifact, hp=hp)
     set_seed(args.seed)
-    try:
-        save_torch(method.prepare(args.artifact, backbone, data, hp, run), args.out)
+    try:  # with the images it trained on: every model that uses the artifact counts them as its own
+        save_torch({"artifact": method.prepare(args.artifact, backbone, data, hp, run), "images": run.images}, args.out)
     except Diverged as err:  # recorded in place of the artifact; the budgets' train jobs record it in turn
         save_torch({"diverged": err.record}, args.out)
         print(f"{method.name} {args.artifact} diverged: {err}")
@@ -281,12 +312,23 @@ def _evaluate_budgets(args, cfg, data, net, method, budgets, meta, outputs) -> N
         run = _run_context(args, Path(out["summary"]))
         result = method.evaluate(model, data, budget, run, batch_size=cfg["evaluate"]["batch_size"], accountant=accountant)
         summary = {**result.summary, **_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed),
-                   "status": "ok", "epochs": _epochs(cfg, method)}
+                   "status": "ok", "epochs": _epochs(cfg, method), **_training_images(meta, data)}
+        if budget == meta.get("budget") and meta.get("val_accuracy") is not None and not meta.get("derived_from"):
+            warn_if_below(f"{method.name} at {method.knob}={budget}: test", summary["accuracy"], len(data.test_y),
+                          "its validation after training", meta["val_accuracy"], len(data.val_y), run.log)
         if out["records"]:
             write_parquet(result.records, out["records"])
         write_json(summary, out["summary"])
         print(f"{method.name} {method.knob}={budget}: accuracy {summary['accuracy']:.4f}, "
               f"MACs {summary['macs_mean'] / 1e6:.2f}M ({summary['macs_frac']:.1%} of dense)")
+
+
+def _training_images(meta, data) -> dict:
+    """Images trained on after pretraining (the dense network: none) and the training compute in dense
+    training epochs (image passes over the training split, every image counted alike)."""
+    images = meta.get("images", {"train": 0, "policy": 0})
+    return {"train_images": images["train"], "policy_images": images["policy"],
+            "train_epochs": (images["train"] + images["policy"]) / len(data.train_x)}
 
 
 def cmd_latency(args):

@@ -40,3 +40,15 @@ def cost_table(entries: list[str]) -> pd.DataFrame:
     table["peak_mb"] = pd.to_numeric(grouped["peak_mb"].max(), errors="coerce")
     table["jobs"] = grouped.size()
     return table.reset_index()[columns].sort_values(["backbone", "total_min"], ascending=[True, False])
+
+
+def with_training_images(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """The cost table with each method's training per trained model, as the training loop counted it: the
+    median over its models of images after pretraining (weights the evaluated model carries; a separate
+    controller's own stage apart) and of the compute in dense training epochs."""
+    columns = ["train_images", "policy_images", "train_epochs"]
+    if not set(columns) <= set(summary):
+        return table
+    models = summary.dropna(subset=columns).drop_duplicates(["backbone", "method", "train_budget", "seed"])
+    per_method = models.groupby(["backbone", "method"])[columns].median().reset_index()
+    return table.merge(per_method, on=["backbone", "method"], how="left")

@@ -70,6 +70,12 @@ class Dataset:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def sample(self, images: int, seed: int = 0) -> torch.Tensor:
+        """Indices of a seeded random subset of `images` training images (all of them when fewer): never
+        "the first N", which in a class-ordered split (an image folder) are one or two classes."""
+        n = len(self.train_x)
+        return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:min(images, n)]
+
     def split(self, which: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The (images, labels) of 'train', 'val' or 'test'."""
         if which not in ("train", "val", "test"):
@@ -84,6 +90,8 @@ def load_dataset(name: str, path: str | os.PathLike | None = None, *, val_size: 
                  cache_dir: str | os.PathLike | None = None, download: bool = True,
                  **synthetic_options) -> Dataset:
     """Load a dataset by name and carve a deterministic validation split from its training set."""
+    if synthetic_options and name != "synthetic":  # before any loading: a wrong option fails at once
+        raise DatasetError(f"options {sorted(synthetic_options)} apply to the synthetic dataset only")
     if name == "fashion_mnist":
         train_x, train_y, test_x, test_y = _load_fashion_mnist(path, cache_dir, download)
         classes = FASHION_MNIST_CLASSES
@@ -98,17 +106,16 @@ def load_dataset(name: str, path: str | os.PathLike | None = None, *, val_size: 
         train_x, train_y, test_x, test_y, classes = make_synthetic(**synthetic_options)
     else:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
-    if synthetic_options and name != "synthetic":
-        raise DatasetError(f"options {sorted(synthetic_options)} apply to the synthetic dataset only")
     return _with_validation_split(name, train_x, train_y, test_x, test_y, classes, val_size)
 
 
 def _with_validation_split(name, train_x, train_y, test_x, test_y, classes, val_size) -> Dataset:
     if not 0 <= val_size < len(train_x):
         raise DatasetError(f"val_size={val_size} must be in [0, {len(train_x)}) for {name}")
-    # A fixed generator: the split is the same on every machine and every run.
+    # A fixed generator: the split is the same on every machine and every run. Both parts keep the
+    # permutation's random order (an image folder is read class by class), so no slice of them is one class.
     order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(20181))
-    val_idx, train_idx = order[:val_size].sort().values, order[val_size:].sort().values
+    val_idx, train_idx = order[:val_size], order[val_size:]
     tx = train_x[train_idx]
     scaled = tx.float().div_(255)
     mean = tuple(scaled.mean(dim=(0, 2, 3)).tolist())

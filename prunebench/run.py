@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from .backbones import GatedResNet
+from .errors import UserError
 
 
 @dataclass
@@ -25,12 +26,24 @@ class RunContext:
     identity: str = ""  # what the job computes (method, budget, hp): checkpoints of another are not resumed
     start: Path | None = None  # a chained method's start: its model at the next larger budget
     backbone: Path | None = None  # the pretrained backbone's model file (a derived control may run it)
+    # Images trained on so far, counted by the training loop: "train" for stages that update weights the
+    # evaluated model carries, "policy" for a separate controller's own stage (imitation, curriculum, Q-updates).
+    images: dict = field(default_factory=lambda: {"train": 0, "policy": 0})
+    validation: list = field(default_factory=list)  # (stage, validation accuracy) at each stage's end
+
+    def count_images(self, counts: dict | None) -> None:
+        """Add another stage's (an artifact's, a chain ancestor's) image counts to this run's."""
+        for kind, n in (counts or {}).items():
+            self.images[kind] = self.images.get(kind, 0) + int(n)
 
     def start_model(self) -> GatedResNet | None:
-        """The trained model a chained method continues from (None: start from the backbone)."""
+        """The trained model a chained method continues from (None: start from the backbone); its training
+        images count as this run's (a chained point's include its ancestors')."""
         if self.start is None:
             return None
-        return torch.load(self.start, map_location="cpu", weights_only=False)["model"]
+        blob = torch.load(self.start, map_location="cpu", weights_only=False)
+        self.count_images(_counts(blob.get("meta", {}), self.start))
+        return blob["model"]
 
     def pretrained_model(self) -> GatedResNet:
         """The dense pretrained backbone the parent method started from (derived methods' controls)."""
@@ -39,11 +52,13 @@ class RunContext:
         return torch.load(self.backbone, map_location="cpu", weights_only=False)["model"]
 
     def artifact(self, name: str, compute):
-        """A method's per-backbone precomputation: loaded from the workflow's output if given,
-        else computed here by `compute()`."""
-        if name in self.artifacts:
-            return torch.load(self.artifacts[name], map_location="cpu", weights_only=False)
-        return compute()
+        """A method's per-backbone precomputation: loaded from the workflow's output if given (its training
+        images counted as this run's), else computed here by `compute()`."""
+        if name not in self.artifacts:
+            return compute()
+        blob = torch.load(self.artifacts[name], map_location="cpu", weights_only=False)
+        self.count_images(_counts(blob, self.artifacts[name]))
+        return blob["artifact"]
 
     def checkpoint(self, name: str) -> Path | None:
         """Path of a resumable checkpoint in the output folder (None: no checkpoints)."""
@@ -58,3 +73,11 @@ class RunContext:
         for path in self.checkpoints:
             path.unlink(missing_ok=True)
         self.checkpoints.clear()
+
+
+def _counts(blob: dict, path) -> dict:
+    """The training-image counts an input file carries (one clear error for a file written before they were)."""
+    if "images" not in blob:
+        raise UserError(f"{path} carries no count of the images it was trained on (written by an older prunebench): "
+                        f"delete it and re-run the job that writes it")
+    return blob["images"]

@@ -30,7 +30,8 @@ def summary_table(eval_jsons, latency_jsons=()) -> pd.DataFrame:
         row["diverged"] = "{stage}, epoch {epoch}, step {step}".format(**s["diverged"]) if "diverged" in s else None
         row.update({k: s.get(k, np.nan) for k in ("knob", "accuracy", "macs_mean", "macs_std", "macs_max", "macs_p05", "macs_p95", "macs_frac",
                                                   "controller_macs", "dense_macs", "blocks_mean", "blocks_max",
-                                                  "num_blocks", "n", "params", "params_frac", "budget_compliance")})
+                                                  "num_blocks", "n", "params", "params_frac", "budget_compliance",
+                                                  "train_images", "policy_images", "train_epochs")})
         row["epochs"] = s.get("epochs")
         records = Path(path).with_suffix(".parquet")  # the per-sample records the claims' noise comes from
         row["records"] = str(records) if records.exists() else None
@@ -121,7 +122,7 @@ def write_tables(summary: pd.DataFrame, out_dir) -> None:
     measured = summary[summary["status"] == "ok"]
     noise = noise_table(measured, parents=derived_parents(methods)) if measured["records"].notna().all() else pd.DataFrame()
     short = summary[[c for c in [*KEYS, "status", "ours", "static", "accuracy", "macs_mean", "macs_frac", "blocks_mean", "macs_speedup",
-                                 "params_frac", "budget_compliance", "latency_b1_ms", "plain_speedup_b1",
+                                 "params_frac", "budget_compliance", "train_images", "policy_images", "latency_b1_ms", "plain_speedup_b1",
                                  "plain_speedup_b64", "realized_ratio_b1", "realized_ratio_b64"] if c in summary]]
     for frame, name in ((summary, "summary"), (pareto, "pareto"), (claims, "claims"), (noise, "noise")):
         with atomic_path(out_dir / f"{name}.csv") as tmp:

@@ -175,13 +175,14 @@ def step_autocast(dtype: torch.dtype | None, device: torch.device):
 def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name: str = "train",
         loss_fn: Callable = cross_entropy_loss, params=None, model_for_loss: nn.Module | None = None,
         on_epoch_start: Callable[[int], None] | None = None, metric: Callable | None = None,
-        metric_name: str = "train") -> list[dict]:
+        metric_name: str = "train", counts_as: str = "train") -> list[dict]:
     """Train `net` in place for spec.epochs; resumes from run's checkpoint `name` if one exists.
 
     loss_fn(model, x, y) -> (loss, logits) lets a method add its own terms; `params` restricts
     what is optimised (default: every parameter that requires a gradient); metric(logits, y) -> per-sample
     scores in [0, 1] is what the log reports as `metric_name` (default: training accuracy). Per-step curves a
     loss_fn appends to `net.training_curves` are checkpointed with the model, so a resumed job keeps them.
+    The images trained on are added to `run.images[counts_as]` ("policy": a separate controller's own stage).
     """
     set_seed(run.seed)
     device = torch.device(run.device)
@@ -265,7 +266,7 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
         val_acc = accuracy(net, data.val_x, data.val_y, normalize) if last and len(data.val_x) else None  # JSON null
         history.append(dict(epoch=epoch + 1, train_loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
                             val_acc=val_acc, lr=optimizer.param_groups[0]["lr"], seconds=seconds,
-                            images_per_s=seen / seconds))
+                            images=seen, images_per_s=seen / seconds))
         run.log.info("%s epoch %d/%d: loss %.4f %s %.4f%s (%.0f img/s)", name, epoch + 1, spec.epochs,
                      history[-1]["train_loss"], metric_name, history[-1]["train_acc"],
                      "" if val_acc is None else f" val {val_acc:.4f}", seen / seconds)
@@ -274,6 +275,9 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
                             rng=_rng_states(), history=history, settings=settings,
                             curves=getattr(net, "training_curves", None)), ckpt_path)
     net.eval()
+    run.count_images({counts_as: sum(h["images"] for h in history)})
+    if history and history[-1]["val_acc"] is not None:
+        run.validation.append((name, history[-1]["val_acc"]))
     return history
 
 
@@ -311,10 +315,10 @@ def mean_cross_entropy(net: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, n
 
 @torch.no_grad()
 def recalibrate_bn(net: GatedResNet, data: Dataset, images: int, batch_size: int = 256,
-                   before_batch: Callable[[], None] | None = None) -> None:
-    """Re-estimate the backbone's BN running statistics on `images` training images (no augmentation)
-    with everything else in eval mode, so the statistics match the gates applied at inference;
-    `before_batch()` may change the gating between batches (e.g. draw a budget)."""
+                   before_batch: Callable[[], None] | None = None, seed: int = 0) -> None:
+    """Re-estimate the backbone's BN running statistics on a seeded random sample of `images` training images
+    (no augmentation) with everything else in eval mode, so the statistics match the gates applied at
+    inference; `before_batch()` may change the gating between batches (e.g. draw a budget)."""
     norms = net.backbone_norms()
     device = next(net.parameters()).device
     normalize = Normalizer(data.mean, data.std, device)
@@ -325,10 +329,11 @@ def recalibrate_bn(net: GatedResNet, data: Dataset, images: int, batch_size: int
         m.momentum = None  # a cumulative average over the batches
         m.train()
     try:
-        for idx in batch_indices(min(images, len(data.train_x)), batch_size, shuffle=False):
+        sample = data.sample(images, seed)
+        for idx in batch_indices(len(sample), batch_size, shuffle=False):
             if before_batch is not None:
                 before_batch()
-            net(normalize(data.train_x[idx]))
+            net(normalize(data.train_x[sample[idx]]))
     finally:
         for m, momentum in zip(norms, saved):
             m.momentum = momentum

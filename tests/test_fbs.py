@@ -92,7 +92,7 @@ def test_a_chained_density_continues_from_the_larger_ones_model(tiny, tmp_path):
     method = FBS()
     hp = method.resolve_hp(method.quick_hp)
     first = method.train(backbone, data, 0.75, hp, RunContext())
-    torch.save({"model": first}, tmp_path / "0.75.pt")
+    torch.save({"model": first, "meta": {"images": {"train": 1, "policy": 0}}}, tmp_path / "0.75.pt")
     run = RunContext(start=tmp_path / "0.75.pt")
     stages = []
     handler = logging.Handler()

@@ -76,8 +76,10 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tiny, tmp_path):
         fit(interrupted, data, stop, run, name="job", on_epoch_start=crash)
     assert (tmp_path / "job.ckpt").exists()
     resumed = small_net(data)
-    history = fit(resumed, data, spec, run, name="job")
+    resumed_run = RunContext(seed=2, out_dir=tmp_path)
+    history = fit(resumed, data, spec, resumed_run, name="job")
     assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert resumed_run.images == {"train": 3 * 192, "policy": 0}  # the epochs before the interruption count too
     assert all(torch.equal(x, y) for x, y in zip(full.state_dict().values(), resumed.state_dict().values()))
     assert not list(tmp_path.glob("*.tmp"))  # no partial files left behind
 
@@ -108,3 +110,22 @@ def test_an_epoch_can_be_a_random_subset(tiny):
     spec = TrainSpec(epochs=1, batch_size=32, lr=0.05, compile="off", epoch_images=64)
     history = fit(small_net(data), data, spec, RunContext(seed=0))
     assert history[0]["images_per_s"] * history[0]["seconds"] == pytest.approx(64)
+
+
+def test_the_loop_counts_the_images_trained_on(tiny, tmp_path):
+    """Training and a separate controller's stage in their own counts; an artifact's and a chain ancestor's
+    counts join the run that loads them."""
+    from prunebench.io import save_torch
+
+    _, data = tiny
+    run = RunContext(seed=0)
+    fit(small_net(data), data, TrainSpec(epochs=2, batch_size=32, compile="off", epoch_images=64), run)
+    fit(small_net(data), data, TrainSpec(epochs=1, batch_size=32, compile="off", epoch_images=96), run,
+        counts_as="policy")
+    assert run.images == {"train": 128, "policy": 96}
+    assert run.validation and run.validation[-1][0] == "train" and 0 <= run.validation[-1][1] <= 1
+    save_torch({"artifact": {"state": 1}, "images": {"train": 10, "policy": 5}}, tmp_path / "artifact.pt")
+    save_torch({"model": small_net(data), "meta": {"images": {"train": 1000, "policy": 0}}}, tmp_path / "start.pt")
+    later = RunContext(artifacts={"warm": tmp_path / "artifact.pt"}, start=tmp_path / "start.pt")
+    assert later.artifact("warm", lambda: None) == {"state": 1} and later.start_model() is not None
+    assert later.images == {"train": 1010, "policy": 5}

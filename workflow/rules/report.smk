@@ -33,7 +33,8 @@ rule cost:
     log:
         RESULTS + "/logs/cost.log",
     shell:
-        PRUNEBENCH + " cost --entries {params.entries} --out-dir " + RESULTS + "/tables > {log} 2>&1"
+        PRUNEBENCH + " cost --entries {params.entries} --summary {input.summary} --out-dir " + RESULTS + "/tables"
+        " > {log} 2>&1"
 
 
 rule plot:
