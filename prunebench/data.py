@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import pickle
+import shutil
 import struct
 import tarfile
 from dataclasses import dataclass
@@ -100,8 +101,9 @@ def load_dataset(name: str, path: str | os.PathLike | None = None, *, val_size: 
     elif name == "image_folder":
         if path is None:
             raise DatasetError("image_folder needs a path: a root with train/<class>/*.png and "
-                               "test/<class>/*.png; set data.path in the config or --data-path")
-        train_x, train_y, test_x, test_y, classes = _load_image_folder(Path(path), cache_dir)
+                               "test/<class>/*.png (or a .tar.gz of it); set data.path in the config or --data-path")
+        root = _unpacked(Path(path), cache_dir) if Path(path).is_file() else Path(path)
+        train_x, train_y, test_x, test_y, classes = _load_image_folder(root, cache_dir)
     elif name == "synthetic":
         train_x, train_y, test_x, test_y, classes = make_synthetic(**synthetic_options)
     else:
@@ -294,6 +296,32 @@ def _load_image_folder(root: Path, cache_dir=None):
     decoded = _decode_image_folder(root)
     save_torch({"tensors": list(decoded[:4]), "classes": decoded[4]}, cache)
     return decoded
+
+
+def _unpacked(archive: Path, cache_dir=None) -> Path:
+    """An image folder's tarball unpacked once into the cache (keyed by its path, size and mtime; unpacked
+    into a temporary folder and renamed, so an interrupted unpack is never taken for a finished one)."""
+    stat = archive.stat()
+    key = hashlib.sha256(repr((str(archive.resolve()), stat.st_size, stat.st_mtime_ns)).encode()).hexdigest()[:16]
+    target = Path(cache_dir or default_cache_dir()) / f"image_folder-{key}"
+    if not target.is_dir():
+        partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+        try:
+            with tarfile.open(archive) as tar:
+                unsafe = [m.name for m in tar.getmembers() if m.name.startswith(("/", "..")) or "/../" in m.name
+                          or not (m.isfile() or m.isdir())]
+                if unsafe:
+                    raise DatasetError(f"image_folder: {archive} holds {unsafe[0]!r}, outside the folder or not a "
+                                       f"plain file; unpack it yourself and point data.path at the folder")
+                tar.extractall(partial)
+        except (tarfile.TarError, EOFError, OSError) as err:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise DatasetError(f"image_folder: {archive} is not a readable tarball ({err}); it is truncated or "
+                               f"corrupt: obtain it again, or point data.path at the unpacked folder") from None
+        partial.rename(target)
+    inner = [p for p in target.iterdir() if p.is_dir()]
+    # the archive holds train/ and test/, or one folder that does
+    return inner[0] if len(inner) == 1 and (inner[0] / "train").is_dir() else target
 
 
 def _image_mode(image_module, f: Path) -> str:

@@ -138,6 +138,15 @@ def test_image_folder(tmp_path, monkeypatch):
     edited = load_dataset("image_folder", tmp_path, val_size=2, cache_dir=cache)
     assert len(list(cache.glob("image_folder-*.pt"))) == 2
     assert edited.train_x.sum() + edited.val_x.sum() < d.train_x.sum() + d.val_x.sum()
+    with tarfile.open(tmp_path / "folder.tar.gz", "w:gz") as tar:  # the same images as a tarball
+        for split in ("train", "test"):
+            tar.add(tmp_path / split, arcname=f"images/{split}")
+    packed = load_dataset("image_folder", tmp_path / "folder.tar.gz", val_size=2, cache_dir=cache)
+    assert torch.equal(packed.train_x, edited.train_x) and packed.classes == ["cat", "dog"]
+    (tmp_path / "cut.tar.gz").write_bytes((tmp_path / "folder.tar.gz").read_bytes()[:200])
+    with pytest.raises(DatasetError, match="not a readable tarball"):
+        load_dataset("image_folder", tmp_path / "cut.tar.gz", val_size=2, cache_dir=cache)
+    assert not list(cache.glob("*.partial-*"))
     broken = tmp_path / "test" / "dog" / "broken.png"
     broken.write_bytes(b"not an image")
     with pytest.raises(DatasetError, match="cannot read .*broken.png.*remove the file"):
