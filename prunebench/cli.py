@@ -84,10 +84,13 @@ def cmd_plot(args):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prunebench", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    # --debug after the verb too (where the error's hint puts it); SUPPRESS keeps a verb from resetting it
+    after_verb = argparse.ArgumentParser(add_help=False)
+    after_verb.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     sub = parser.add_subparsers(dest="verb", required=True)
 
     def verb(name, help_):  # a verb of cli_models: imported (with torch) when it runs
-        p = sub.add_parser(name, help=help_)
+        p = sub.add_parser(name, help=help_, parents=[after_verb])
         p.set_defaults(func=f"cmd_{name}")
         if name != "methods":
             p.add_argument("--config", help="experiment YAML (defaults when omitted)")
@@ -132,17 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--latency-out-dir", help="also time each budget (as the latency verb) into <budget>.json here")
         else:
             p.add_argument("--out", help="JSON result (one budget)")
-    p = sub.add_parser("gather", help="summary and Pareto tables from evaluation and latency JSONs")
+    p = sub.add_parser("gather", parents=[after_verb], help="summary and Pareto tables from evaluation and latency JSONs")
     p.set_defaults(func=cmd_gather)
     p.add_argument("--evals", nargs="+", required=True, help="JSON files, or folders of them")
     p.add_argument("--latency", nargs="*", help="JSON files, or folders of them")
     p.add_argument("--out-dir", required=True)
-    p = sub.add_parser("cost", help="minutes and peak memory per method from the jobs' benchmark files")
+    p = sub.add_parser("cost", parents=[after_verb], help="minutes and peak memory per method from the jobs' benchmark files")
     p.set_defaults(func=cmd_cost)
     p.add_argument("--entries", nargs="+", required=True, help="BACKBONE:METHOD:STAGE:PATH of each job's benchmark TSV")
     p.add_argument("--summary", help="summary.csv: adds each method's training images per trained model")
     p.add_argument("--out-dir", required=True)
-    p = sub.add_parser("plot", help="figures from the summary table and per-sample records")
+    p = sub.add_parser("plot", parents=[after_verb], help="figures from the summary table and per-sample records")
     p.set_defaults(func=cmd_plot)
     p.add_argument("--summary", required=True)
     p.add_argument("--results-root", required=True, help="root of the per-run folders (for the records)")

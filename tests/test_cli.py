@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from prunebench.cli import main
+from prunebench.errors import UserError
 
 SMOKE = {"data": {"name": "synthetic", "val_size": 32,
                   "synthetic": {"n_train": 256, "n_test": 64, "num_classes": 4, "size": 16}},
@@ -88,6 +89,9 @@ def test_errors_are_one_line(workdir, capsys):
     assert code == 2 and "pretrain.epochz" in capsys.readouterr().err
     code = main(["gather", "--evals", str(workdir / "no_eval_dir"), "--out-dir", str(workdir / "tables")])
     assert code == 2 and "no_eval_dir does not exist" in capsys.readouterr().err
+    for args in (["--debug", "gather"], ["gather", "--debug"]):  # before the verb, or appended as the hint says
+        with pytest.raises(UserError, match="no_eval_dir"):
+            main([*args, "--evals", str(workdir / "no_eval_dir"), "--out-dir", str(workdir / "tables")])
 
 
 def test_killed_pretraining_resumes_from_its_checkpoint(tmp_path):
