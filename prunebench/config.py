@@ -185,7 +185,7 @@ def method_budgets(cfg: dict, method: str, backbone: str) -> tuple[list, list]:
 def replicate_budgets(cfg: dict, method: str, backbone: str) -> list:
     """The train budget a replicate seed trains: the middle one, from the first seed's backbone, artifacts and (on
     a chain) next larger budget's model, so a replicate re-runs one training; none for dense (the shared backbone)
-    or a derived method (its parent's spread is its noise, see `claims.Evidence.seed_sd`)."""
+    or a derived method (its models are its parent's, see `claims.Evidence.seed_variance`)."""
     train = method_budgets(cfg, method, backbone)[0]
     if method == "dense" or get_method(method).derived_from or not train:
         return []

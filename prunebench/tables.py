@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_path
+from .stats import pareto_frontier  # beside the statistics: the claims use it and must not import this module
 
 KEYS = ["dataset", "backbone", "method", "train_budget", "eval_budget", "seed"]
 PARETO_FRACS = (0.25, 0.5, 0.75)
@@ -80,17 +81,6 @@ def pareto_table(summary: pd.DataFrame, fracs=PARETO_FRACS) -> pd.DataFrame:
             row[f"acc@{int(f * 100)}%"] = interpolate(frontier, f)
         out.append(row)
     return pd.DataFrame(out)
-
-
-def pareto_frontier(cost: np.ndarray, acc: np.ndarray) -> np.ndarray:
-    """(cost, accuracy) points no cheaper point beats, sorted by cost."""
-    order = np.lexsort((-acc, cost))
-    best, keep = -np.inf, []
-    for i in order:
-        if acc[i] > best:
-            keep.append(i)
-            best = acc[i]
-    return np.stack([cost[keep], acc[keep]], 1) if keep else np.zeros((0, 2))
 
 
 def interpolate(frontier: np.ndarray, frac: float) -> float:

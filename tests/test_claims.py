@@ -2,10 +2,12 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from prunebench.api import get_method
+from prunebench import stats
 from prunebench.claims import (FAILS, HOLDS, INCONCLUSIVE, NOT_COMPARABLE, NOT_RUN, Claim, Evidence, claims_table,
-                               judge_numeric, shape_verdict, compare_at_costs)
+                               compare_at_costs, interval, judge_numeric, noise_text, shape_verdict)
 
 N = 2000  # test images
 
@@ -56,7 +58,7 @@ def test_a_margin_inside_the_noise_is_inconclusive():
     summary, records = _blockdrop(0.921)
     row = claims_table(summary, BLOCKDROP, records).iloc[0]
     assert row["verdict"] == INCONCLUSIVE and row["seeds"] == 1
-    assert "seeds ±0.00" in row["noise"]  # one seed: test-set noise only
+    assert "seeds unmeasured" in row["noise"] and "normal" in row["noise"]  # nothing replicated: test-set noise only
 
 
 def test_far_outside_the_noise_does_not_hold_and_shows_its_margin():
@@ -173,12 +175,98 @@ def test_a_sanity_row_for_each_knob_at_no_pruning():
     assert "sanity" not in set(claims_table(without, rnp, records)["claim"])
 
 
-def test_a_derived_method_without_replicates_takes_its_parents_seed_spread():
-    pts = [("dlp", 9, 9, s, 0.90 + 0.02 * s, 1.0) for s in (0, 1)] + [("dlp_random", 9, 9, 0, 0.85, 1.0)]
+def test_a_derived_method_without_replicates_takes_its_parents_seed_variance():
+    # DLP with ten seeds (9 df: enough on its own); another method's two seeds make the pool differ from it
+    pts = [("dlp", 9, 9, s, 0.90 + 0.002 * s, 1.0) for s in range(10)] + [("dlp_random", 9, 9, 0, 0.85, 1.0)]
+    pts += [("fbs", 0.5, 0.5, s, 0.80 + 0.05 * s, 0.5) for s in (0, 1)]
     summary, records = _table(pts)
-    sd, n = Evidence(summary, records, {"dlp_random": "dlp"}).seed_sd("dlp_random")
-    assert n == 2 and abs(sd - 0.02 / np.sqrt(2)) < 1e-9
-    assert Evidence(summary, records).seed_sd("dlp_random") == (0.0, 1)  # unmeasured without the parent
+    v = Evidence(summary, records, {"dlp_random": "dlp"}).seed_variance("dlp_random")
+    assert v.source == "dlp" and v.df == 9 and v.value == pytest.approx(np.var([0.002 * s for s in range(10)], ddof=1))
+    alone = Evidence(summary, records).seed_variance("dlp_random")  # not known as derived: the pool (10 df)
+    assert alone.source == "pooled" and alone.df == 10
+
+
+def test_seed_variance_is_pooled_across_methods_below_eight_degrees_of_freedom():
+    pts = [("dense", 1, 1, 0, 0.93, 1.0)]
+    for m, frac in (("fbs", 0.5), ("uniform_width", 0.5), ("sanp", 0.5)):
+        pts += [(m, frac, frac, s, 0.90 + 0.01 * s, frac) for s in (0, 1, 2)]
+    summary, records = _table(pts)
+    ev = Evidence(summary, records)
+    assert ev.seed_variance("fbs", own=True).df == 2 and ev.seed_variance("fbs").source == "pooled"
+    assert ev.seed_variance("fbs").df == 6 and ev.seed_variance("dense") == stats.FIXED  # the one backbone
+    j = shape_verdict(compare_at_costs(ev, "fbs", "uniform_width"))
+    assert "pooled 6 df, given seed 0's backbone" in j.noise and "t " in j.noise
+
+
+def test_at_every_budget_holds_only_if_every_point_holds_and_shows_the_weakest():
+    # DLP beats random dropping by 20 and 10 pt at 1 and 2 blocks but ties at 3: not "at every budget"
+    pts = [("dense", 1, 1, 0, 0.93, 1.0)]
+    for k, (mine, theirs) in enumerate([(0.80, 0.60), (0.85, 0.75), (0.88, 0.88)], start=1):
+        pts += [("dlp", 9, k, 0, mine, k / 9), ("random_drop", 9, k, 0, theirs, k / 9)]
+    summary, records = _table(pts, num_blocks=9)
+    row = claims_table(summary, {"dlp": get_method("dlp")}, records).set_index("claim").loc["beats-random"]
+    assert row["verdict"] == INCONCLUSIVE and row["reproduced"].startswith("won 2, lost 0, within noise 1 of 3")
+    assert row["margin"].endswith("at 3 blocks")  # the weakest point, not the best (+20 pt at 1 block)
+    wins, records = _table([p for p in pts if p[2] != 3], num_blocks=9)
+    row = claims_table(wins, {"dlp": get_method("dlp")}, records).set_index("claim").loc["beats-random"]
+    assert row["verdict"] == HOLDS and row["margin"].startswith("+10.00 pt at 2 blocks")
+
+
+def test_holms_correction_across_the_points():
+    # one point 2.1 standard errors above 0 holds (p 0.018 < 0.025); two such points do not both survive
+    # Holm's step-down (the smaller p must be below 0.0125), though each interval alone lies above 0
+    close = stats.Interval(0.021, 1e-4)
+    assert close.low > 0 and shape_verdict([("1", close)]).verdict == HOLDS
+    assert shape_verdict([("1", close), ("2", close)]).verdict == INCONCLUSIVE
+    loss = stats.Interval(-0.021, 1e-4)
+    assert shape_verdict([("1", loss)]).verdict == FAILS
+    assert shape_verdict([("1", loss), ("2", stats.Interval(0.05, 1e-4))]).verdict == INCONCLUSIVE
+
+
+def test_shape_rows_name_the_papers_setting_and_the_mismatch():
+    pts = [("dense", 1, 1, 0, 0.93, 1.0)]
+    pts += [(m, 9, k, 0, 0.5 + 0.04 * k, k / 9) for k in range(1, 10) for m in ("dlp", "random_drop")]
+    pts += [("blockdrop", 2, 2, 0, 0.60, 0.30), ("blockdrop", 5, 5, 0, 0.75, 0.6)]
+    summary, records = _table(pts, dataset="fashion_mnist", backbone="resnet20", num_blocks=9)
+    table = claims_table(summary, {"dlp": get_method("dlp")}, records).set_index("claim")
+    assert table.loc["beats-random", "published"] == \
+        "(shape) paper: mini-imagenet (backbone not stated); here: other dataset (fashion_mnist)"
+    assert table.loc["beats-blockdrop", "published"].startswith("(shape) paper: cifar10 resnet110 at 20 of 54 blocks")
+    assert table.loc["beats-blockdrop", "published"].endswith("blocks kept (4 of 9)")
+    assert table.loc["policy-beats-random-blocks", "published"] == "(shape; ours: no paper setting)"
+
+
+def test_a_claim_about_pruning_is_not_decided_by_the_no_pruning_point():
+    # SANP diverged at 0.3, 0.5 and 0.7: its lands-on-budget needs them and does not hold; at 1.0 alone, with
+    # nothing diverged, nothing about pruning is judged
+    pts = [("dense", 1, 1, 0, 0.93, 1.0), ("sanp", 1.0, 1.0, 0, 0.93, 1.0)]
+    summary, records = _table(pts, dataset="cifar10", backbone="resnet18")
+    sanp = {"sanp": get_method("sanp")}
+    lost = pd.DataFrame([{**summary.iloc[1], "train_budget": b, "eval_budget": b, "accuracy": np.nan,
+                          "status": "diverged"} for b in (0.3, 0.5, 0.7)])
+    table = claims_table(pd.concat([summary.assign(status="ok"), lost], ignore_index=True), sanp, records)
+    row = table.set_index("claim").loc["lands-on-budget"]
+    assert row["verdict"] == FAILS and row["reproduced"].startswith("diverged at 0.3, 0.5, 0.7: the claim needs")
+    assert claims_table(summary, sanp, records).set_index("claim").loc["lands-on-budget", "verdict"] == NOT_COMPARABLE
+    # with a pruned budget it is judged there, its no-pruning point left out
+    more, records = _table(pts + [("sanp", 0.5, 0.5, 0, 0.90, 0.52)], dataset="cifar10", backbone="resnet18")
+    row = claims_table(more, sanp, records).set_index("claim").loc["lands-on-budget"]
+    assert row["verdict"] == HOLDS and "0.5: 0.520" in row["reproduced"] and "1: " not in row["reproduced"]
+
+
+def test_a_deterministic_cost_is_exact_and_an_identity_has_no_sanity_row():
+    # LC-Net at coefficient 0 runs every gate open: every image costs dense MACs, no seed spread to borrow
+    rows = [("dense", 1, 1, 0, 0.93, 1.0), ("lcnet", 0.0, 0.0, 0, 0.93, 1.0)]
+    rows += [("lcnet", 0.01, 0.01, s, 0.90, 0.8 + 0.05 * s) for s in (0, 1)]
+    summary, records = _table(rows)
+    ev = Evidence(summary, records)
+    cost = interval(ev.at_point("lcnet", 0.0, 0.0, value="macs"))
+    assert cost.half_width == 0 and "exact" in noise_text(cost)
+    spread = interval(ev.at_point("lcnet", 0.01, 0.01, value="macs"))  # the seeds' costs differ there: t at 1 df
+    assert spread.half_width == pytest.approx(12.706 * 0.05 / 2, rel=1e-3) and "lcnet 1 df" in noise_text(spread)
+    # random dropping with every block kept is the dense network itself: no row to hold trivially
+    summary, records = _table([("dense", 1, 1, 0, 0.93, 1.0), ("random_drop", 9, 9, 0, 0.93, 1.0)], num_blocks=9)
+    assert "sanity" not in set(claims_table(summary, {"random_drop": get_method("random_drop")}, records)["claim"])
 
 
 def test_no_sanity_row_for_a_control_that_reruns_its_parents_model():
