@@ -95,7 +95,7 @@ class OraclePolicy(RankPolicy):
         self.register_buffer("ranks", ranks[order].to(torch.int16))
 
     def scores(self, x):
-        keys = content_key(x)
+        keys = content_key(x).to(self.keys.device)  # content_key hashes on the CPU; the table may be on a GPU
         pos = torch.searchsorted(self.keys, keys).clamp_max(len(self.keys) - 1)
         if not torch.equal(self.keys[pos], keys):
             raise UserError("dlp_oracle knows the expert ranks of the test images only; it cannot score other inputs")

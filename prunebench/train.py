@@ -87,7 +87,10 @@ def _set_rng_states(states: dict) -> None:
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     if states["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
+        # a job resumed on a node with fewer visible GPUs restores the ones it has (a seed still fixes the run
+        # where the GPU count is the same)
+        for index, state in enumerate(states["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state.cpu(), index)
 
 
 def _structure_key(net: nn.Module) -> str:

@@ -129,3 +129,17 @@ def test_the_loop_counts_the_images_trained_on(tiny, tmp_path):
     later = RunContext(artifacts={"warm": tmp_path / "artifact.pt"}, start=tmp_path / "start.pt")
     assert later.artifact("warm", lambda: None) == {"state": 1} and later.start_model() is not None
     assert later.images == {"train": 1010, "policy": 5}
+
+
+def test_a_checkpoint_from_more_gpus_resumes_on_fewer(monkeypatch):
+    """The RNG states of 4 visible GPUs restored where 2 are visible: the first two, no IndexError."""
+    from prunebench import train
+
+    restored = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, index: restored.__setitem__(index, state))
+    states = {"torch": torch.get_rng_state(), "python": __import__("random").getstate(),
+              "numpy": __import__("numpy").random.get_state(), "cuda": [torch.full((4,), i, dtype=torch.uint8) for i in range(4)]}
+    train._set_rng_states(states)
+    assert sorted(restored) == [0, 1] and all(int(restored[i][0]) == i for i in (0, 1))
