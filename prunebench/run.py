@@ -31,9 +31,9 @@ class RunContext:
     images: dict = field(default_factory=lambda: {"train": 0, "policy": 0})
     validation: list = field(default_factory=list)  # (stage, validation accuracy) at each stage's end
 
-    def count_images(self, counts: dict | None) -> None:
+    def count_images(self, counts: dict) -> None:
         """Add another stage's (an artifact's, a chain ancestor's) image counts to this run's."""
-        for kind, n in (counts or {}).items():
+        for kind, n in counts.items():
             self.images[kind] = self.images.get(kind, 0) + int(n)
 
     def start_model(self) -> GatedResNet | None:
