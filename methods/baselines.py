@@ -22,6 +22,9 @@ class Dense(Method):
     static = True
     hyperparameters = {}
 
+    def training_stages(self, hp, budget):
+        return {}  # trains no weights
+
     def budget_range(self, backbone):
         return (1.0, 1.0)
 
@@ -58,6 +61,9 @@ class RandomDrop(Method):
     test_time_knob = True
     hyperparameters = {}
 
+    def training_stages(self, hp, budget):
+        return {}  # trains no weights
+
     def budget_range(self, backbone):
         return (1, backbone.num_blocks)
 
@@ -91,6 +97,9 @@ class UniformWidth(Method):
     no_pruning = 1.0
     static = True
     hyperparameters = {"finetune": {"epochs": 2, "lr": 0.01, "schedule": "cosine"}}
+
+    def training_stages(self, hp, budget):
+        return {"finetune": 1}
 
     def budget_range(self, backbone):
         return (0.01, 1.0)

@@ -98,6 +98,9 @@ class BlockDrop(Method):
     def budget_range(self, backbone):
         return (0.0, 100.0)
 
+    def training_stages(self, hp, budget):
+        return {"finetune": 1}  # joint: backbone and policy; the curriculum trains the policy alone (policy images)
+
     def _with_policy(self, backbone, data, hp, run):
         net = copy_backbone(backbone, run.device)
         net.policy = BlockDropPolicy(net.num_blocks, data.in_channels, hp["policy_width"]).to(run.device)

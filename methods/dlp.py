@@ -344,6 +344,9 @@ class DLP(Method):
     def budget_range(self, backbone):
         return (1, backbone.num_blocks)
 
+    def training_stages(self, hp, budget):
+        return {"finetune": hp["rounds"]}  # the imitation trains the separate policy network: policy images
+
     def within_budget(self, records, budget, dense_macs):
         return records["blocks_executed"] <= int(budget)  # a hard per-sample cap
 

@@ -106,9 +106,9 @@ class FBS(Method):
     knob = "density"
     no_pruning = 1.0
     test_time_knob = False
-    # d is lowered step by step, fine-tuning at each step (sec. 4): the train budgets are those steps,
-    # each continuing from the model fine-tuned at the next larger density (run.start).
-    chained = True
+    # d is lowered step by step, fine-tuning at each step (sec. 4). Every train budget walks its own steps
+    # down from the d = 1 model, within its own training budget: a chain (each density continuing from the
+    # next larger's model) would give the lower densities their ancestors' training as well.
     # The d = 1 stage does not depend on the target density: made once per backbone (prepare).
     artifacts = {"full_density": ("gate_stem", "beta_init", "l1", "init_std", "warmup", "full_density")}
     hyperparameters = {
@@ -129,8 +129,16 @@ class FBS(Method):
     quick_hp = {"full_density": {"epochs": 1, "batch_size": 64}, "step": {"epochs": 1, "batch_size": 64},
                 "finetune": {"epochs": 1, "batch_size": 64}}
 
+    artifact_stages = {"full_density": ("warmup", "full_density")}
+
     def budget_range(self, backbone):
         return (0.01, 1.0)
+
+    def training_stages(self, hp, budget):
+        # the reference plan (budget None) is the finetune alone: the d = 1 stage's share of the budget is then
+        # the same for every target, and the steps above a lower target share the finetune's part
+        steps = 0 if budget is None else max(0, len(density_steps(float(budget), hp["steps"], 1.0)) - 1)
+        return {"step": steps, "finetune": 1} if steps else {"finetune": 1}
 
     def _gated(self, backbone, hp, run):
         net = copy_backbone(backbone, run.device)
@@ -167,13 +175,9 @@ class FBS(Method):
     def train(self, backbone, data, budget, hp, run):
         if not all(isinstance(s, (int, float)) and 0 < s <= 1 for s in hp["steps"]):
             raise UserError(f"fbs: steps must be densities in (0, 1], got {hp['steps']!r}")
-        start = run.start_model()
-        if start is not None:  # the chain's previous link: this method's model at a larger density
-            net = start.to(run.device)
-        else:
-            net = self._gated(backbone, hp, run)
-            full = run.artifact("full_density", lambda: self.prepare("full_density", backbone, data, hp, run))
-            net.load_state_dict(full["state"])
+        net = self._gated(backbone, hp, run)
+        full = run.artifact("full_density", lambda: self.prepare("full_density", backbone, data, hp, run))
+        net.load_state_dict(full["state"])
         steps = density_steps(float(budget), hp["steps"], net.policy.density)
         for density in steps:
             net.policy.density = density

@@ -105,6 +105,9 @@ class LCNet(Method):
     def budget_range(self, backbone):
         return (0.0, 100.0)
 
+    def training_stages(self, hp, budget):
+        return {"finetune": 1}
+
     def _initial(self, backbone: GatedResNet, hp: dict, run) -> GatedResNet:
         return copy_backbone(backbone, run.device)
 

@@ -208,6 +208,9 @@ class RNP(Method):
     def budget_range(self, backbone):
         return (-1.0, 0.0)
 
+    def training_stages(self, hp, budget):
+        return {"finetune": hp["rounds"]}  # the Q-updates train the decision network alone: policy images
+
     def train(self, backbone, data, budget, hp, run):
         if hp["groups"] < 1 or hp["rounds"] < 1 or hp["q_steps"] < 1:
             raise UserError(f"{self.name}: groups, rounds and q_steps must be >= 1")

@@ -212,8 +212,13 @@ class SANP(Method):
     }
     quick_hp = {"warmup": {"epochs": 1, "batch_size": 64}, "finetune": {"epochs": 1, "batch_size": 64}}
 
+    artifact_stages = {"warmup": ("warmup",)}
+
     def budget_range(self, backbone):
         return (0.01, 1.0)
+
+    def training_stages(self, hp, budget):
+        return {"finetune": 1}
 
     def within_budget(self, records, budget, dense_macs):
         # the budget is promised on average (sec. 4.1.2): this is the share of samples at or below it
@@ -353,6 +358,10 @@ class SANPFixedK(SANP):
     densify = False
     no_pruning = None  # at budget 1.0 k must still pay for the SPMs: a whole channel of the narrowest layers
     artifacts = {}  # the warm-up already runs at the budget's k
+    artifact_stages = {}
+
+    def training_stages(self, hp, budget):
+        return {"warmup": 1, "finetune": 1}
 
     def train(self, backbone, data, budget, hp, run):
         net = self._gated(backbone, hp, run)

@@ -3,8 +3,8 @@ network slimming's BN-gamma channel pruning (Liu et al. 2017) iterated with the 
 while fine-tuning (Sec. 4.3), and layer pruning: a BN left with one channel is bridged by a 1x1 conv
 or its block removed (Sec. 4.4). The result is exported as a physically smaller network.
 
-The budgets lie on one chain: the sparsity-trained network is an artifact, the largest budget
-prunes it, and every smaller budget continues from the next larger one's model (run.start).
+The sparsity-trained network is an artifact; every budget prunes it down in its own rounds, within
+its own training budget (a chain of budgets would give the smaller ones their ancestors' training too).
 """
 
 from __future__ import annotations
@@ -223,7 +223,6 @@ class Slimming(Method):
     knob = "flops_frac"
     no_pruning = 1.0
     static = True
-    chained = True
     claims = (Claim("keeps-dense-accuracy", "with half of the parameters removed the accuracy does not decrease "
                     "(within 0.5 pt, the one margin rule)", "adaptive slimming, abstract", "cifar10", "preresnet164",
                     published="(half of the parameters)", check=_keeps_dense_accuracy_at_half_the_parameters),)
@@ -240,8 +239,13 @@ class Slimming(Method):
     quick_hp = {"sparsity": {"epochs": 1, "batch_size": 64, "compile": "off"}, "iterations": 2,
                 "finetune": {"epochs": 1, "batch_size": 64, "compile": "off"}}
 
+    artifact_stages = {"sparse": ("sparsity",)}
+
     def budget_range(self, backbone):
         return (_floor(tuple(sorted(backbone.spec.items()))), 1.0)
+
+    def training_stages(self, hp, budget):
+        return {"finetune": hp["iterations"]}
 
     def resolve_hp(self, hp):
         hp = super().resolve_hp(hp)
@@ -260,7 +264,7 @@ class Slimming(Method):
         return net.cpu()
 
     def train(self, backbone: GatedResNet, data: Dataset, budget, hp, run: RunContext) -> GatedResNet:
-        start = run.start_model() or run.artifact("sparse", lambda: self.prepare("sparse", backbone, data, hp, run))
+        start = run.artifact("sparse", lambda: self.prepare("sparse", backbone, data, hp, run))
         net = copy_backbone(start, run.device)
         pruner = Pruner(net, (data.in_channels, *data.image_size), hp["bridge_init"])
         floor = pruner.floor()

@@ -42,12 +42,21 @@ class Method:
     derived_from: str | None = None
     ours: bool = False  # a variant this harness adds (marked in the tables), not the paper's method
     static: bool = False  # every sample costs the same (static pruning; marked in the tables)
-    # The train budgets lie on one chain (e.g. iterative pruning): each budget continues from the
-    # model trained at the next larger budget (handed to train as run.start), so a sweep costs one run.
-    chained: bool = False
     # The budget that prunes nothing (the knob's identity: p = 0, width 1.0, ...; "all blocks" for a block
     # count): where the config runs it, the claims table checks it reproduces the dense network (a sanity row).
     no_pruning: float | str | None = None
+    # The training budget (config key training_budget): the stages (hyperparameter keys) that train weights the
+    # evaluated model carries, each with how often it runs (see training_stages), and each artifact's such stages.
+    # A method that declares none trains as configured, and cannot take part while the config sets a budget.
+    artifact_stages: dict[str, tuple[str, ...]] = {}
+    # k for an entry named <method>_<k>x: the same method at k times the config's training budget
+    budget_multiple: int = 1
+
+    def training_stages(self, hp: dict, budget) -> dict[str, int] | None:
+        """The stages of one model's own training (not its artifacts') -> how many times each runs at `budget`
+        (None: the method's reference plan, which sets its artifacts' share of the budget); {}: it trains no
+        weights; None: not declared."""
+        return None
 
     def budget_range(self, backbone: GatedResNet) -> tuple[float, float]:
         """Inclusive range of valid budgets on this backbone."""
@@ -157,11 +166,27 @@ def _entry_points(search_path: tuple) -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
+_MULTIPLE = re.compile(r"^(?P<base>[A-Za-z0-9_]+?)_(?P<k>[1-9][0-9]*)x$")
+
+
+def at_larger_budget(name: str) -> tuple[str, int] | None:
+    """(method, k) for a name `<method>_<k>x` whose method is registered (None otherwise): no import of the method."""
+    m = _MULTIPLE.match(name)
+    return (m["base"], int(m["k"])) if m and name not in registered_methods() and m["base"] in registered_methods() else None
+
+
 def get_method(name: str) -> Method:
+    """The registered method `name`; `<method>_<k>x` is that method at k times the config's training budget."""
     eps = registered_methods()
+    larger = at_larger_budget(name)
+    if larger and not get_method(larger[0]).derived_from:
+        method = get_method(larger[0])
+        method.name, method.budget_multiple = name, larger[1]
+        return method
     if name not in eps:
         raise UserError(f"unknown method {name!r}; registered methods: {', '.join(sorted(eps)) or 'none'} "
-                        f"(a plugin registers under the entry-point group '{ENTRY_POINT_GROUP}')")
+                        f"(a plugin registers under the entry-point group '{ENTRY_POINT_GROUP}'; <method>_<k>x runs a "
+                        f"method at k times the training budget)")
     cls = eps[name].load()
     method = cls()
     if method.name != name:

@@ -110,7 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", required=True)
     p.add_argument("--backbone-model", required=True, help="model file written by pretrain")
     p.add_argument("--artifact", action="append", help="NAME=PATH of a precomputed artifact (see prepare)")
-    p.add_argument("--start", help="a chained method's model at the next larger budget, to continue from")
     p.add_argument("--out", required=True)
     p = verb("derive", "a derived method's model from its parent's trained model (e.g. lcnet_seq)")
     p.add_argument("--method", required=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from .api import RunContext, get_method, registered_methods
+from .budget import images_for, matched_hp
 from .backbones import build_backbone
 from .config import backbone_spec, config_hash, load_config, provenance
 from .data import Normalizer, load_dataset
@@ -33,9 +34,22 @@ def _run_context(args, out: Path, **identity) -> RunContext:
                       identity=config_hash(identity))
 
 
-def _method_hp(cfg, method) -> dict:
-    """The method's validated hyperparameters from the config (its defaults when not listed)."""
-    return (cfg["methods"].get(method.name) or {}).get("hp") or method.resolve_hp(None)
+def _method_hp(cfg, method, data=None, budget=None) -> dict:
+    """The method's validated hyperparameters from the config (its defaults when not listed); with the data,
+    its stages scaled to the config's training budget (at `budget`; None: its artifacts' stages)."""
+    hp = (cfg["methods"].get(method.name) or {}).get("hp") or method.resolve_hp(None)
+    images = images_for(cfg, method)
+    if data is None or images is None or method.derived_from:
+        return hp
+    return matched_hp(method, hp, len(data.train_y), images, budget)
+
+
+def _policy_within_budget(cfg, method, run) -> None:
+    """A separate controller's stage is kept within the training budget too: a warning where it was not."""
+    images = images_for(cfg, method)
+    if images is not None and run.images["policy"] > images:
+        run.log.warning("%s trained its policy on %d images, more than the training budget of %d: lower its "
+                        "policy stage (imitation, curriculum, Q-updates)", method.name, run.images["policy"], images)
 
 
 def load_model(path) -> tuple[torch.nn.Module, dict]:
@@ -116,25 +130,21 @@ def cmd_train(args):
                                                     "backbone": meta.get("backbone"), **provenance(cfg, args.seed)})
         return
     budget = method.check_budget(backbone, args.budget)
-    hp = _method_hp(cfg, method)
     data = _dataset(cfg)
+    hp = _method_hp(cfg, method, data, budget)
     out = Path(args.out)
-    # The start model's mtime too: a checkpoint made from another start is not this job's.
-    start = f"{args.start}@{Path(args.start).stat().st_mtime_ns}" if args.start and Path(args.start).exists() else None
-    run = _run_context(args, out, method=method.name, budget=budget, hp=hp, artifacts=args.artifact or [], start=start)
+    run = _run_context(args, out, method=method.name, budget=budget, hp=hp, artifacts=args.artifact or [])
     for spec in args.artifact or []:
         name, _, path = spec.partition("=")
         if name not in method.artifacts or not path:
             raise UserError(f"--artifact {spec!r}: {method.name} takes {', '.join(method.artifacts) or 'no artifacts'} "
                             f"as NAME=PATH")
         run.artifacts[name] = path
-    if args.start:
-        run.start = _chain_start(args.start, method, budget)
     set_seed(args.seed)
     info = {"kind": "method", "method": method.name, "budget": budget, "hp": hp, "backbone": meta.get("backbone"),
-            "start": args.start, **provenance(cfg, args.seed)}
-    # an input that diverged (the backbone, a chain's start, an artifact) makes this result diverged too
-    upstream = diverged_record(args.start, *run.artifacts.values())
+            **provenance(cfg, args.seed)}
+    # an input that diverged (the backbone, an artifact) makes this result diverged too
+    upstream = diverged_record(*run.artifacts.values())
     try:
         if upstream:
             raise Diverged(**{**upstream, "stage": f"{upstream['stage']} (an input of {method.name})"})
@@ -144,7 +154,9 @@ def cmd_train(args):
         run.remove_checkpoints()
         return
     net.to("cpu", memory_format=torch.contiguous_format).eval()
-    info.update(images=dict(run.images), **_validation(net, data, method, budget, run))
+    _policy_within_budget(cfg, method, run)
+    info.update(images=dict(run.images), training_budget=images_for(cfg, method),
+                **_validation(net, data, method, budget, run))
     save_torch({"model": net, "meta": info}, out)
     run.remove_checkpoints()
     print(f"{method.name} at {method.knob}={budget} -> {out} ({run.images['train']} training images, "
@@ -180,17 +192,6 @@ def warn_if_below(what: str, acc: float, n: int, reference_what: str, reference:
     return True
 
 
-def _chain_start(path, method, budget) -> Path:
-    """Check that `path` holds this method's model at a larger budget (the chain's previous link)."""
-    if not method.chained:
-        raise UserError(f"--start: {method.name} does not continue from another budget's model")
-    _, meta = load_model(path)
-    if meta.get("method") != method.name or not float(meta.get("budget", -1e300)) > budget:
-        raise UserError(f"--start {path} holds {meta.get('method') or meta.get('kind')} at budget "
-                        f"{meta.get('budget')}; {method.name} at {budget} continues from its own model at a larger budget")
-    return Path(path)
-
-
 def cmd_derive(args):
     cfg = load_config(args.config)
     method = get_method(args.method)
@@ -223,8 +224,8 @@ def cmd_prepare(args):
     if meta.get("kind") == "diverged":
         save_torch({"diverged": meta["diverged"]}, args.out)
         return
-    hp = _method_hp(cfg, method)
     data = _dataset(cfg)
+    hp = _method_hp(cfg, method, data)
     run = _run_context(args, Path(args.out), method=method.name, artifact=args.artifact, hp=hp)
     set_seed(args.seed)
     try:  # with the images it trained on: every model that uses the artifact counts them as its own
@@ -328,7 +329,7 @@ def _training_images(meta, data) -> dict:
     training epochs (image passes over the training split, every image counted alike)."""
     images = meta.get("images", {"train": 0, "policy": 0})
     return {"train_images": images["train"], "policy_images": images["policy"],
-            "train_epochs": (images["train"] + images["policy"]) / len(data.train_x)}
+            "train_epochs": images["train"] / len(data.train_x)}
 
 
 def cmd_latency(args):

@@ -27,6 +27,9 @@ DEFAULTS = {
     # Extra seeds that train every method again at its replicated budget (`replicate_budgets`) from the first
     # seed's pretrained backbone and artifacts: the run's measure of training noise, which the claims' verdicts use.
     "replicate_seeds": [],
+    # Images each trained model may train on after pretraining, its artifacts' stages included: every method's
+    # stages are scaled to it (prunebench/budget.py); null: each trains as its hyperparameters say.
+    "training_budget": None,
     "pretrain": {},
     "methods": {},
     "evaluate": {"batch_size": 256},
@@ -89,6 +92,10 @@ def validate(raw: dict) -> dict:
             or set(replicates) & set(seeds):
         raise UserError("config key 'replicate_seeds' must be a list of non-negative integers not in 'seeds', "
                         f"not {replicates!r}")
+    images = cfg["training_budget"]
+    if images is not None and (isinstance(images, bool) or not isinstance(images, int) or images < 1):
+        raise UserError(f"config key 'training_budget' must be a positive number of images (e.g. 55000: one epoch of "
+                        f"Fashion-MNIST's training split) or null, not {images!r}")
     repeats, batch_sizes = cfg["latency"]["repeats"], cfg["latency"]["batch_sizes"]
     counts = repeats if isinstance(repeats, list) else [repeats] * len(batch_sizes)
     if len(counts) != len(batch_sizes) or not all(isinstance(r, int) and r >= 1 for r in counts):
@@ -126,6 +133,10 @@ def validate(raw: dict) -> dict:
         if entry["eval_budgets"] and not method.test_time_knob:
             raise UserError(f"config key 'methods.{name}.eval_budgets': {name}'s knob is set at train time; "
                             f"list its budgets under train_budgets")
+        if images is not None and not method.derived_from and method.training_stages(entry["hp"], None) is None:
+            raise UserError(f"config key 'training_budget': {name} does not declare its training stages "
+                            f"(Method.training_stages), so it cannot be held to a training budget; remove "
+                            f"training_budget or declare them (docs/adding-a-method.md)")
         cfg["methods"][name] = entry
     for name, entry in cfg["methods"].items():
         _check_derived(name, entry, cfg["methods"], raw.get("methods", {}).get(name) or {})
@@ -183,11 +194,13 @@ def method_budgets(cfg: dict, method: str, backbone: str) -> tuple[list, list]:
 
 
 def replicate_budgets(cfg: dict, method: str, backbone: str) -> list:
-    """The train budget a replicate seed trains: the middle one, from the first seed's backbone, artifacts and (on
-    a chain) next larger budget's model, so a replicate re-runs one training; none for dense (the shared backbone)
-    or a derived method (its models are its parent's, see `claims.Evidence.seed_variance`)."""
+    """The train budget a replicate seed trains: the middle one, from the first seed's backbone and artifacts, so a
+    replicate re-runs one training; none for dense (the shared backbone), a derived method (its models are its
+    parent's, see `claims.Evidence.seed_variance`) or a <method>_<k>x entry (shown, not judged)."""
     train = method_budgets(cfg, method, backbone)[0]
-    if method == "dense" or get_method(method).derived_from or not train:
+    m = get_method(method)
+    # a <method>_<k>x entry shows the method at a larger training budget; the claims judge the method's own rows
+    if method == "dense" or m.derived_from or m.budget_multiple > 1 or not train:
         return []
     return [sorted(train)[(len(train) - 1) // 2]]
 

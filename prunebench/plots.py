@@ -29,9 +29,13 @@ def accuracy_vs_macs(summary: pd.DataFrame, path) -> None:
     dashed, in grey; the dense network a star and a dotted line; the legend beside each panel, off the data."""
     from .tables import pareto_frontier
 
+    from .api import at_larger_budget
+
     settings = list(summary.groupby(["dataset", "backbone"]))
-    kinds = ("blocks", "channels")
-    fig, axes = plt.subplots(len(settings), 2, figsize=(15, 4.8 * len(settings)), squeeze=False)
+    larger = {m: at_larger_budget(m) for m in summary["method"].unique() if at_larger_budget(m)}
+    # a third panel where the config runs methods at k x the training budget: those beside their own runs
+    kinds = ("blocks", "channels", "larger") if larger else ("blocks", "channels")
+    fig, axes = plt.subplots(len(settings), len(kinds), figsize=(7.5 * len(kinds), 4.8 * len(settings)), squeeze=False)
     # one colour per family (dlp, dlp_oracle; sanp, sanp_static, ...), lighter and another marker for each
     # variant; this harness's controls (`ours`) in grey, told apart by their markers
     ours = sorted(summary.loc[summary["ours"].fillna(False).astype(bool), "method"].unique())
@@ -51,8 +55,12 @@ def accuracy_vs_macs(summary: pd.DataFrame, path) -> None:
                       seeds=("seed", "nunique"), ours=("ours", "max"), knob=("knob", "first")).reset_index())
         dense = means[means["method"] == "dense"]
         blocks = means["knob"].isin(BLOCK_KNOBS)
+        shown = {"blocks": blocks & ~means["method"].isin(larger), "channels": ~blocks & ~means["method"].isin(larger),
+                 "larger": means["method"].isin([*larger, *(base for base, _ in larger.values())])}
+        trained_rows = g[~g["method"].isin(larger) & (g.get("train_images", 0) > 0)]
+        budget = trained_rows["train_images"].median() if len(trained_rows) else float("nan")
         for ax, kind in zip(row, kinds):
-            for method, m in means[(means["method"] != "dense") & (blocks == (kind == "blocks"))].groupby("method"):
+            for method, m in means[(means["method"] != "dense") & shown[kind]].groupby("method"):
                 front = pareto_frontier(m["macs_frac"].to_numpy(), m["accuracy"].to_numpy())
                 style = "--" if m["ours"].any() else "-"
                 ax.plot(front[:, 0], front[:, 1], style, marker=markers[method], color=palette[method], label=method,
@@ -65,8 +73,12 @@ def accuracy_vs_macs(summary: pd.DataFrame, path) -> None:
                 ax.axhline(dense["accuracy"].iloc[0], color="grey", ls=":", lw=1)
                 ax.plot([dense["macs_frac"].iloc[0]], [dense["accuracy"].iloc[0]], "*", color="black", ms=12,
                         label="dense")
-            ax.set(title=f"{dataset} / {backbone}: {'block-skipping' if kind == 'blocks' else 'channel'} methods",
-                   xlabel="MACs (fraction of dense)", ylabel="test accuracy")
+            what = {"blocks": "block-skipping methods", "channels": "channel methods",
+                    "larger": "methods at " + " / ".join(sorted({f"{k} x" for _, k in larger.values()}))
+                              + " the training budget"}[kind]
+            trained = f"\n{budget:,.0f} training images a model" if budget == budget and kind != "larger" else ""
+            ax.set(title=f"{dataset} / {backbone}: {what}{trained}", xlabel="MACs (fraction of dense)",
+                   ylabel="test accuracy")
             ax.grid(alpha=0.3)
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     fig.tight_layout()

@@ -24,7 +24,6 @@ class RunContext:
     checkpoints: set = field(default_factory=set)
     artifacts: dict = field(default_factory=dict)  # name -> path of a precomputed artifact
     identity: str = ""  # what the job computes (method, budget, hp): checkpoints of another are not resumed
-    start: Path | None = None  # a chained method's start: its model at the next larger budget
     backbone: Path | None = None  # the pretrained backbone's model file (a derived control may run it)
     # Images trained on so far, counted by the training loop: "train" for stages that update weights the
     # evaluated model carries, "policy" for a separate controller's own stage (imitation, curriculum, Q-updates).
@@ -32,18 +31,9 @@ class RunContext:
     validation: list = field(default_factory=list)  # (stage, validation accuracy) at each stage's end
 
     def count_images(self, counts: dict) -> None:
-        """Add another stage's (an artifact's, a chain ancestor's) image counts to this run's."""
+        """Add another stage's (an artifact's) image counts to this run's."""
         for kind, n in counts.items():
             self.images[kind] = self.images.get(kind, 0) + int(n)
-
-    def start_model(self) -> GatedResNet | None:
-        """The trained model a chained method continues from (None: start from the backbone); its training
-        images count as this run's (a chained point's include its ancestors')."""
-        if self.start is None:
-            return None
-        blob = torch.load(self.start, map_location="cpu", weights_only=False)
-        self.count_images(_counts(blob.get("meta", {}), self.start))
-        return blob["model"]
 
     def pretrained_model(self) -> GatedResNet:
         """The dense pretrained backbone the parent method started from (derived methods' controls)."""

@@ -86,29 +86,6 @@ def test_density_steps_down_from_one():
     assert density_steps(0.25, [0.75, 0.5, 0.3], start=0.5) == [0.3, 0.25]  # a chain's link from d = 0.5
 
 
-def test_a_chained_density_continues_from_the_larger_ones_model(tiny, tmp_path):
-    """On the chain, d = 0.5 starts from the model fine-tuned at 0.75: no d = 1 stage, no step at 0.75."""
-    backbone, data = tiny
-    method = FBS()
-    hp = method.resolve_hp(method.quick_hp)
-    first = method.train(backbone, data, 0.75, hp, RunContext())
-    torch.save({"model": first, "meta": {"images": {"train": 1, "policy": 0}}}, tmp_path / "0.75.pt")
-    run = RunContext(start=tmp_path / "0.75.pt")
-    stages = []
-    handler = logging.Handler()
-    handler.emit = lambda record: stages.append(record.getMessage().split()[0].rstrip(":"))
-    run.log.addHandler(handler)
-    run.log.setLevel(logging.INFO)
-    try:
-        assert method.train(backbone, data, 0.5, hp, run).policy.density == 0.5
-    finally:
-        run.log.removeHandler(handler)
-    assert set(stages) == {"fbs-d0.5"}
-    second = method.train(backbone, data, 0.5, method.resolve_hp({**hp, "finetune": {"epochs": 0}}), run)
-    first_state = first.state_dict()  # no epoch at 0.5: the start's weights, unchanged
-    assert all(torch.equal(v, first_state[k]) for k, v in second.state_dict().items())
-
-
 def test_a_bf16_step_decides_its_gates_in_fp32(tiny):
     """Evaluation runs in fp32: under a training step's bf16 autocast the policy still sees fp32 inputs
     and decides outside autocast, so the winners it trains with are those it is evaluated with."""

@@ -176,19 +176,6 @@ def test_budget_below_the_floor_is_one_error_before_training():
         method.resolve_hp({"bridge_init": "random"})
 
 
-def test_chain_start_must_be_the_same_method_at_a_larger_budget(tmp_path):
-    from prunebench.cli_models import _chain_start
-    from prunebench.io import save_torch
-
-    net = build_backbone("resnet8", 4, 3, width=8)
-    for name, method, budget in (("ok", "slimming", 0.7), ("other", "fbs", 0.7), ("smaller", "slimming", 0.3)):
-        save_torch({"model": net, "meta": {"kind": "method", "method": method, "budget": budget}}, tmp_path / f"{name}.pt")
-    assert _chain_start(tmp_path / "ok.pt", Slimming(), 0.5) == tmp_path / "ok.pt"
-    for name in ("other", "smaller"):
-        with pytest.raises(UserError, match="continues from its own model at a larger budget"):
-            _chain_start(tmp_path / f"{name}.pt", Slimming(), 0.5)
-
-
 def test_a_layer_with_no_channel_left_removes_its_block_when_composing():
     """Composing over no channel would be a zero 1x1 conv costing C_in x C_out MACs for a constant: the block goes."""
     net = _random_gammas(build_backbone("resnet8", 10, 3, shortcut="conv"))

@@ -22,8 +22,8 @@ PROFILE = REPO / "workflow" / "profiles" / "slurm"
 DETERMINISTIC = ["dataset", "backbone", "method", "train_budget", "eval_budget", "seed", "accuracy", "macs_mean",
                  "macs_std", "macs_max", "macs_frac", "controller_macs", "blocks_mean"]
 # dense: a plain train; dlp: a prepared artifact (the expert's ranks); dlp_oracle: derived from dlp's model;
-# slimming: a chain of two budgets. (FBS's prepared artifact is the same kind of dependency as DLP's: left
-# to the local smoke run, to keep CI inside its time.)
+# slimming: two budgets sharing a prepared, trained artifact. (FBS's is the same kind of dependency: left to the
+# local smoke run, to keep CI inside its time.)
 SLURM_METHODS = ["dense", "dlp", "dlp_oracle", "slimming"]
 
 
@@ -51,7 +51,7 @@ def local_slurm():
 
 def test_slurm_profile_runs_the_dag_and_gives_the_local_numbers(local_slurm, smoke, tmp_path):
     """The smoke config's methods that between them use every rule and every kind of dependency (a
-    prepared artifact, a derived method, a chain of budgets): 16 Slurm jobs. The whole smoke DAG's 55
+    prepared artifact, a derived method, budgets sharing an artifact): 16 Slurm jobs. The whole smoke DAG's 55
     (each starting Snakemake twice) would be past CI's budget."""
     cfg = yaml.safe_load((smoke / "smoke.yaml").read_text())
     cfg["methods"] = {name: cfg["methods"][name] for name in SLURM_METHODS}

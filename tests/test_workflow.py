@@ -69,11 +69,11 @@ def test_replicate_seeds_retrain_each_method_once_at_its_middle_budget(smoke):
     trained = sum(len(replicate_budgets(resolved, m, "resnet8")) for m in cfg["methods"])
     assert replicate_budgets(resolved, "slimming", "resnet8") == [0.5]
     assert replicate_budgets(resolved, "dense", "resnet8") == replicate_budgets(resolved, "lcnet_seq", "resnet8") == []
-    # one backbone, artifacts and chain (seed 0's): one training per method; no latency for replicates
+    # one backbone and artifacts (seed 0's): one training per method; no latency for replicates
     assert jobs["train_method"] == jobs["evaluate"] == trained
     assert set(jobs) == {"train_method", "evaluate", "gather", "plot", "cost", "all"}
     slimming = next(job for job in dry.stdout.split("rule ") if "output: results/synthetic/resnet8/seed1/slimming/0.5/" in job)
-    assert "seed0/slimming/0.7/model.pt" in slimming and "seed0/slimming/artifacts/" in slimming
+    assert "seed0/slimming/artifacts/" in slimming and "seed0/slimming/0.7/model.pt" not in slimming
 
 
 def test_exclusive_latency_runs_as_its_own_jobs_and_otherwise_inside_the_evaluation(smoke):
@@ -125,18 +125,6 @@ def test_a_derived_method_follows_its_parent(smoke):
     assert jobs == {"train_method": n, "evaluate": n, "gather": 1, "plot": 1, "cost": 1, "all": 1}
     seq = smoke / "results/synthetic/resnet8/seed0/lcnet_seq/0.5/model.pt"
     assert torch.load(seq, weights_only=False)["meta"]["method"] == "lcnet_seq"
-
-
-def test_chained_budgets_continue_from_the_next_larger_one(smoke):
-    run = smoke / "results/synthetic/resnet8/seed0/slimming"
-    assert torch.load(run / "0.7/model.pt", weights_only=False)["meta"]["start"] is None
-    assert torch.load(run / "0.5/model.pt", weights_only=False)["meta"]["start"].endswith("slimming/0.7/model.pt")
-    cfg = yaml.safe_load((smoke / "smoke.yaml").read_text())
-    cfg["methods"]["slimming"]["train_budgets"] = [0.5, 0.6, 0.7]  # a new link: it and the links below it re-run
-    changed = smoke / "changed_chain.yaml"
-    changed.write_text(yaml.safe_dump(cfg))
-    jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))
-    assert jobs == {"train_method": 2, "evaluate": 2, "gather": 1, "plot": 1, "cost": 1, "all": 1}
 
 
 def test_artifacts_rerun_only_when_what_they_depend_on_changes(smoke):

@@ -46,8 +46,13 @@ LATENCY_APART = CFG["latency"]["exclusive"]
 
 def fingerprint(*sections, method=None, hp_keys=None):
     """Hash of what a job depends on: params change -> Snakemake re-runs that job only.
-    A method contributes its hyperparameters (all, or `hp_keys`; its budgets are in the paths)."""
+    A method contributes its hyperparameters (all, or `hp_keys`; its budgets are in the paths) and its training
+    budget where that scales a stage of the job (not DLP's expert ranks, which train nothing)."""
     part = {k: CFG[k] for k in sections}
+    m = get_method(method) if method is not None else None
+    scaled = m is not None and (hp_keys is None or set(hp_keys) & {s for st in m.artifact_stages.values() for s in st})
+    if scaled and CFG["training_budget"] is not None:
+        part["training_budget"] = CFG["training_budget"] * m.budget_multiple
     if method is not None:
         hp = CFG["methods"][method]["hp"]
         part["method"] = hp if hp_keys is None else {k: hp[k] for k in hp_keys if k in hp}
@@ -62,30 +67,14 @@ ARTIFACTS = {name: get_method(name).artifacts for name in CFG["methods"]}
 DERIVED = {name: get_method(name).derived_from for name in CFG["methods"] if get_method(name).derived_from}
 
 
-# Methods whose train budgets lie on one chain (e.g. slimming): each continues from the next larger budget's model.
-CHAINED = {name for name in CFG["methods"] if get_method(name).chained}
-
-
-def chain_start(w):
-    """The model a chained method's budget continues from: the next larger train budget's (None: the first), its
-    seed's own or, for a replicate seed, the first seed's."""
-    larger = [b for b in method_budgets(CFG, w.method, w.backbone)[0] if float(b) > float(w.train_budget)]
-    if w.method not in CHAINED or not larger:
-        return None
-    return RUN.format(dataset=w.dataset, backbone=w.backbone, seed=backbone_seed(CFG, int(w.seed)), method=w.method,
-                      train_budget=budget_str(min(larger))) + "/model.pt"
-
-
 def waiting_models(w, artifact: bool = False) -> int:
     """How many trained models wait on a job (its scheduling priority): an artifact holds up every budget of
-    its method and the models derived from them; a trained model, its derived models and, on a chain, the
-    smaller budgets. So DLP's expert ranks (DLP and four derived models) start first: the longest chain."""
+    its method and the models derived from them; a trained model, its derived models. So DLP's expert ranks
+    (DLP and four derived models) start first: the longest path."""
     derived = sum(parent == w.method for parent in DERIVED.values())
-    budgets = trained_budgets(w.method, w.backbone, int(w.seed))
     if artifact:
-        return len(budgets) * (1 + derived)
-    smaller = [b for b in budgets if float(b) < float(w.train_budget)] if w.method in CHAINED else []
-    return derived + len(smaller)
+        return len(trained_budgets(w.method, w.backbone, int(w.seed))) * (1 + derived)
+    return derived
 
 
 def pretrained(w):
@@ -94,28 +83,38 @@ def pretrained(w):
 
 
 def train_inputs(w):
-    """A trained method's inputs: the pretrained backbone, its artifacts and a chained method's start model;
-    a derived one's: its parent's model (and the backbone, which a control may run)."""
+    """A trained method's inputs: the pretrained backbone and its artifacts; a derived one's: its parent's model
+    (and the backbone, which a control may run)."""
     backbone = pretrained(w)
     if w.method in DERIVED:
         return {"trained": RUN.format(dataset=w.dataset, backbone=w.backbone, seed=w.seed, method=DERIVED[w.method],
                                       train_budget=w.train_budget) + "/model.pt", "backbone": backbone}
-    start = chain_start(w)
-    return {**artifact_paths(w), "backbone": backbone, **({"start": start} if start else {})}
+    return {**artifact_paths(w), "backbone": backbone}
 
 
 def train_command(w, input):
     if w.method in DERIVED:
         return f"derive --trained-model {input.trained} --backbone-model {input.backbone}"
     artifacts = " ".join(f"--artifact {name}={path}" for name, path in artifact_paths(w).items())
-    start = f" --start {input.start}" if chain_start(w) else ""
-    return f"train --budget {w.train_budget} --backbone-model {input.backbone} {artifacts}{start}"
+    return f"train --budget {w.train_budget} --backbone-model {input.backbone} {artifacts}"
+
+
+def artifact_owner(method, artifact):
+    """The entry whose prepare job makes `method`'s artifact: a <method>_<k>x entry uses its method's where the
+    artifact trains no weights (the training budget does not change it) and their hyperparameters agree."""
+    m = get_method(method)
+    base = type(m).name
+    if (m.budget_multiple > 1 and base in CFG["methods"] and artifact not in m.artifact_stages
+            and all(CFG["methods"][base]["hp"][k] == CFG["methods"][method]["hp"][k] for k in m.artifacts[artifact])):
+        return base
+    return method
 
 
 def artifact_paths(w):
     """A method's prepared artifacts: its seed's own or, for a replicate seed, the first seed's."""
-    base = f"{RESULTS}/{w.dataset}/{w.backbone}/seed{backbone_seed(CFG, int(w.seed))}/{w.method}/artifacts"
-    return {name: f"{base}/{name}.pt" for name in ARTIFACTS[w.method]}
+    seed = backbone_seed(CFG, int(w.seed))
+    return {name: f"{RESULTS}/{w.dataset}/{w.backbone}/seed{seed}/{artifact_owner(w.method, name)}/artifacts/{name}.pt"
+            for name in ARTIFACTS[w.method]}
 
 
 def trained_budgets(method, backbone, seed):
