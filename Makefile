@@ -5,7 +5,7 @@ PYTHON ?= python3
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: env data browser reproduce record test test-slow clean
+.PHONY: env data browser reproduce unlock record test test-slow clean
 
 env: $(VENV)/.installed
 
@@ -34,6 +34,10 @@ browser:
 reproduce: env data
 	$(VENV)/bin/snakemake --cores all
 	$(VENV)/bin/snakemake --cores all --report results/report.html
+
+# After an interrupted run: release Snakemake's lock (it asks for cores: the rules' threads are shares of them).
+unlock: env
+	$(VENV)/bin/snakemake --unlock --cores 1
 
 # Results of record: the last default run's tables and figures, copied into docs/ for readers who do not run it.
 RESULTS ?= results

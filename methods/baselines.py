@@ -1,4 +1,4 @@
-"""Baselines every table needs (METHODS.md): the dense backbone, random block dropping at a block
+"""Baselines every table needs: the dense backbone, random block dropping at a block
 budget (DLP's comparison), and uniform static width (the floor a dynamic method must beat)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""BlockDrop (Wu et al., CVPR 2018, arXiv 1711.08393; METHODS.md "BlockDrop"): block skipping by an RL policy.
+"""BlockDrop (Wu et al., CVPR 2018, arXiv 1711.08393): block skipping by an RL policy.
 
 A ResNet-8 looks at the image once and outputs a keep-probability per residual block; at test
 time block k runs iff s_k >= 0.5. The policy is trained by REINFORCE with a self-critical

@@ -1,4 +1,4 @@
-"""DLP: Dynamic Layer Pruning with computational budgets (CMU MSCV 2018; METHODS.md "DLP").
+"""DLP: Dynamic Layer Pruning with computational budgets (CMU MSCV 2018).
 
 A small policy network scores every residual block from the image; a budget of B blocks keeps
 each sample's top-B blocks (a hard per-sample cap and a test-time knob: one model, any budget).

@@ -1,4 +1,4 @@
-"""FBS: Feature Boosting and Suppression (Gao et al., ICLR 2019, arXiv 1810.05331; METHODS.md "FBS").
+"""FBS: Feature Boosting and Suppression (Gao et al., ICLR 2019, arXiv 1810.05331).
 
 Each gated conv predicts a saliency per output channel from its own pooled input, keeps the
 ceil(d*C) channels per sample with the highest saliency (the winners; one with zero saliency is not

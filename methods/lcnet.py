@@ -1,4 +1,4 @@
-"""LC-Net: fully dynamic inference with L-Net and C-Net (Xiao et al., arXiv 2007.15151; METHODS.md "LC-Net").
+"""LC-Net: fully dynamic inference with L-Net and C-Net (Xiao et al., arXiv 2007.15151).
 
 Per residual block, one global average pool of the block input feeds L-Net (FC -> ReLU-1: one block
 salience S_L per sample) and C-Net (FC -> ReLU-1: one salience per output channel of the block's
@@ -91,7 +91,7 @@ class LCNet(Method):
                     "(dense 93.02 %)", "LC-Net, Table 1", "cifar10", "resnet18", (("pretrain", 164),),
                     macs_frac=0.19 / 0.55, accuracy=0.9327, dense_accuracy=0.9302, margin=0.005),)
     hyperparameters = {
-        # [choice] leaky ReLU-1 slope (not published; METHODS.md suggests 0.01-0.1): the low end, since a
+        # [choice] leaky ReLU-1 slope (not published; 0.01-0.1 is the usual range): the low end, since a
         # closed gate's leak (slope * x, x far below 0) is a training-only signal inference drops
         "slope": 0.01,
         "gate_bias": 1.0,     # [choice] gates start fully open: the pretrained function at the start

@@ -1,4 +1,4 @@
-"""RNP: Runtime Neural Pruning (Lin et al., NeurIPS 2017; METHODS.md "RNP").
+"""RNP: Runtime Neural Pruning (Lin et al., NeurIPS 2017).
 
 Each prunable conv's output channels are split into k contiguous groups; before the conv, a
 decision network picks an action i (compute groups 1..i: a prefix) from the pooled current feature
@@ -43,6 +43,26 @@ def q_targets(rewards: torch.Tensor, next_max_q: torch.Tensor, gamma: float) -> 
     targets = rewards.clone()
     targets[:, :-1] += gamma * next_max_q[:, 1:]
     return targets
+
+
+def mc_targets(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
+    """(N, T) Monte-Carlo returns sum_{s >= t} gamma^(s - t) r_s minus their mean over the batch at each step:
+    the episode's return is known exactly at its end, so nothing is bootstrapped, and the baseline (it does
+    not depend on the action) centres the targets so that freshly initialised heads learn the gaps between
+    actions rather than the common level of -alpha * CE ([choice], see the class's hyperparameters)."""
+    returns = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[:, -1])
+    for t in range(rewards.shape[1] - 1, -1, -1):
+        running = rewards[:, t] + gamma * running
+        returns[:, t] = running
+    return returns - returns.mean(0, keepdim=True)
+
+
+def greedy_actions(q: torch.Tensor) -> torch.Tensor:
+    """argmax over the last dimension with ties broken toward the larger action (the larger prefix): torch's
+    argmax takes the first, which would make a network that has learned nothing prune the most."""
+    k = q.shape[-1]
+    return k - 1 - q.flip(-1).argmax(-1)
 
 
 def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
@@ -107,7 +127,7 @@ class RNPPolicy(GatePolicy):
         t = self.step_of[unit]
         q, self.state = self.q.step(t, pooled, self.state)
         k = q.shape[1]
-        action = (q + self.q_bias * torch.arange(k, device=q.device, dtype=q.dtype)).argmax(1)
+        action = greedy_actions(q + self.q_bias * torch.arange(k, device=q.device, dtype=q.dtype))
         if self.epsilon > 0:
             n = q.shape[0]
             explore = torch.rand(n, generator=self.generator) < self.epsilon
@@ -179,7 +199,7 @@ class RNP(Method):
     no_pruning = 0.0          # no penalty: the best policy keeps every group (the Q-function must learn it)
     test_time_knob = False
     hyperparameters = {
-        "groups": 4,          # k (starting values from a public reproduction, METHODS.md)
+        "groups": 4,          # k (starting values from a public reproduction of RNP)
         "embedding": 64,
         "hidden": 128,
         "rounds": 3,          # decision-network training + backbone fine-tuning, alternated
@@ -192,7 +212,7 @@ class RNP(Method):
         "gamma": 0.999,
         "q_lr": 1e-4,         # Adam
         "tau": 0.005,         # soft target-network update
-        # alpha * L_cls ~ 1 (METHODS.md); null: alpha = 1 / the backbone's cross-entropy measured on training
+        # alpha * L_cls ~ 1 (the reproduction's rule); null: alpha = 1 / the backbone's cross-entropy measured on training
         # images before the first round [choice: the pretrained backbone's, unpruned]
         "alpha": None,
         # [choice] the TD loss is quadratic up to this error (DQN: 1); returns here reach alpha * CE ~ 20-50, and
@@ -201,6 +221,9 @@ class RNP(Method):
         # [choice] p is per step for a network of this many gated convs: p * this / T on a network of T (the
         # episode's total penalty then does not grow with depth); null: p as given, per step
         "penalty_layers": None,
+        # Algorithm 1's "bootstrap" (Q-learning: r_t + gamma max Q'(s_{t+1})), or [choice] "monte_carlo": each
+        # step's exact return minus the batch's mean return at that step (mc_targets), no target network needed
+        "targets": "bootstrap",
         "finetune": {"epochs": 1, "lr": 0.01, "schedule": "cosine"},
     }
     quick_hp = {"rounds": 1, "q_steps": 5, "rollout_batch": 32, "q_batch": 32, "finetune": {"epochs": 1, "batch_size": 64}}
@@ -214,6 +237,8 @@ class RNP(Method):
     def train(self, backbone, data, budget, hp, run):
         if hp["groups"] < 1 or hp["rounds"] < 1 or hp["q_steps"] < 1:
             raise UserError(f"{self.name}: groups, rounds and q_steps must be >= 1")
+        if hp["targets"] not in ("bootstrap", "monte_carlo"):
+            raise UserError(f"{self.name}: targets must be 'bootstrap' or 'monte_carlo', not {hp['targets']!r}")
         if not all(v is None or (isinstance(v, (int, float)) and v > 0) for v in (hp["alpha"], hp["penalty_layers"])):
             raise UserError(f"{self.name}: alpha and penalty_layers must be positive numbers or null")
         net = copy_backbone(backbone, run.device)
@@ -267,8 +292,9 @@ class RNP(Method):
             pooled, actions, ce = buffer.sample(hp["q_batch"])
             q = policy.q.q_values(pooled).gather(2, actions[..., None]).squeeze(2)
             with torch.no_grad():
-                y = q_targets(step_rewards(actions, ce, hp["penalty"], hp["alpha"]),
-                              target.q_values(pooled).max(2).values, hp["gamma"])
+                rewards = step_rewards(actions, ce, hp["penalty"], hp["alpha"])
+                y = mc_targets(rewards, hp["gamma"]) if hp["targets"] == "monte_carlo" else \
+                    q_targets(rewards, target.q_values(pooled).max(2).values, hp["gamma"])
             # [choice] Huber, as DQN (the squared TD error diverged: Q-loss 3e5), quadratic up to `huber_delta`
             loss = F.smooth_l1_loss(q, y, beta=hp["huber_delta"])
             optimizer.zero_grad(set_to_none=True)

@@ -1,4 +1,4 @@
-"""SANP: Self-Adaptive Network Pruning (Chen et al., arXiv 1910.08906; METHODS.md "SANP").
+"""SANP: Self-Adaptive Network Pruning (Chen et al., arXiv 1910.08906).
 
 One saliency-and-pruning module (SPM) per batch-normalised conv predicts a signed saliency s per
 output channel from the pooled conv input (sec. 3.2); improved semantic hashing binarises it into a

@@ -39,7 +39,7 @@ VERDICTS = {
 MARGIN = 0.005
 SUMMARY_COLUMN = {"correct": "accuracy", "macs": "macs_frac"}  # a per-sample value -> its summary column
 COLUMNS = ["method", "claim", "text", "source", "setting", "dataset", "backbone", "schedule", "seeds",
-           "published", "reproduced", "margin", "noise", "p_better", "verdict"]
+           "published", "reproduced", "distance", "noise", "p_better", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Claim:
 class Judgement:
     verdict: str
     reproduced: str = ""
-    margin: str = ""    # the observed distance from the decision boundary (positive: the claimed side)
+    distance: str = ""  # the estimate's distance from the decision boundary, published ± δ (positive: the claimed side)
     noise: str = ""     # half-width of its 95 % interval
     seeds: int = 0
     p_better: str = ""  # comparisons: probability that a run of A beats a run of B, with its interval

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from .api import RunContext, get_method, registered_methods
-from .budget import images_for, matched_hp
+from .budget import images_for, matched_hp, stage_images
 from .backbones import build_backbone
 from .config import backbone_spec, config_hash, load_config, provenance
 from .data import Normalizer, load_dataset
@@ -270,12 +270,14 @@ def _result_keys(cfg, method, budget, meta) -> dict:
             "train_budget": meta.get("budget", 1.0), "eval_budget": budget}
 
 
-def _epochs(cfg, method) -> dict:
-    """Epochs of each training stage behind a result (pretraining and the method's own stages): the claims
-    table's schedule column compares them with the paper's."""
+def _epochs(cfg, method, meta, train_size=None) -> dict:
+    """Passes over the training split of each training stage behind a result (pretraining and the method's own
+    stages, as trained: the model's hp is the one scaled to the training budget); the claims table's schedule
+    column compares them with the paper's epochs. Without the data (a diverged result): the stages' epochs."""
     trainer = get_method(method.derived_from) if method.derived_from else method
-    hp = _method_hp(cfg, trainer) if trainer.name in cfg["methods"] else trainer.resolve_hp(None)
-    stages = {k: v["epochs"] for k, v in hp.items() if isinstance(v, dict) and "epochs" in v}
+    hp = meta.get("hp") or (_method_hp(cfg, trainer) if trainer.name in cfg["methods"] else trainer.resolve_hp(None))
+    stages = {k: stage_images(v, train_size, k) / train_size if train_size else v["epochs"]
+              for k, v in hp.items() if isinstance(v, dict) and "epochs" in v}
     return {"pretrain": TrainSpec.from_dict(cfg["pretrain"]).epochs, **stages}
 
 
@@ -302,7 +304,7 @@ def _evaluate_budgets(args, cfg, data, net, method, budgets, meta, outputs) -> N
     if net is None:
         for budget, out in zip(budgets, outputs):
             write_json({**_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed), "status": "diverged",
-                        "diverged": meta["diverged"], "epochs": _epochs(cfg, method)}, out["summary"])
+                        "diverged": meta["diverged"], "epochs": _epochs(cfg, method, meta)}, out["summary"])
         print(f"{method.name}: diverged ({meta['diverged']['stage']}), {len(budgets)} rows recorded as such")
         return
     accountant = None
@@ -313,7 +315,8 @@ def _evaluate_budgets(args, cfg, data, net, method, budgets, meta, outputs) -> N
         run = _run_context(args, Path(out["summary"]))
         result = method.evaluate(model, data, budget, run, batch_size=cfg["evaluate"]["batch_size"], accountant=accountant)
         summary = {**result.summary, **_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed),
-                   "status": "ok", "epochs": _epochs(cfg, method), **_training_images(meta, data)}
+                   "status": "ok", "epochs": _epochs(cfg, method, meta, len(data.train_x)),
+                   **_training_images(meta, data)}
         if budget == meta.get("budget") and meta.get("val_accuracy") is not None and not meta.get("derived_from"):
             warn_if_below(f"{method.name} at {method.knob}={budget}: test", summary["accuracy"], len(data.test_y),
                           "its validation after training", meta["val_accuracy"], len(data.val_y), run.log)

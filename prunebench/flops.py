@@ -1,7 +1,7 @@
 """The one accountant: dense per-unit MACs from fvcore, per-sample MACs from a trace.
 
 Units are MACs (one multiply-accumulate = 1), conv and linear only: fvcore's other operators
-(batch_norm, pooling, elementwise) are excluded, as the papers do (METHODS.md, "Units").
+(batch_norm, pooling, elementwise) are excluded, as the papers do.
 """
 
 from __future__ import annotations

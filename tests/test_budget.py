@@ -70,3 +70,16 @@ def test_a_method_without_declared_stages_cannot_be_held_to_a_budget(monkeypatch
     with pytest.raises(UserError, match="does not declare its training stages"):
         validate({"training_budget": 1000, "methods": {"uniform_width": {"train_budgets": [0.5]}}})
     validate({"methods": {"uniform_width": {"train_budgets": [0.5]}}})  # without a budget it trains as configured
+
+
+def test_the_claims_schedule_counts_the_stages_as_trained():
+    """The schedule behind a result: each stage's passes over the training split under the scaled hp the model
+    carries, not the config's epochs (a stage of 2 epochs scaled to half an epoch reads 0.5)."""
+    from prunebench.cli_models import _epochs
+
+    cfg = validate({"training_budget": 27500, "pretrain": {"epochs": 3}, "methods": {"sanp": {"train_budgets": [0.5]}}})
+    sanp = get_method("sanp")
+    hp = matched_hp(sanp, cfg["methods"]["sanp"]["hp"], 55000, 27500, 0.5)
+    epochs = _epochs(cfg, sanp, {"hp": hp}, 55000)
+    assert epochs["pretrain"] == 3
+    assert epochs["warmup"] + epochs["finetune"] == pytest.approx(0.5, rel=0.01)  # the budget: half an epoch

@@ -65,7 +65,7 @@ def test_far_outside_the_noise_does_not_hold_and_shows_its_margin():
     summary, records = _blockdrop(0.85)
     row = claims_table(summary, BLOCKDROP, records).iloc[0]
     assert row["verdict"] == FAILS
-    margin, noise = float(row["margin"].split()[0]), float(row["noise"].split()[0].strip("±"))
+    margin, noise = float(row["distance"].split()[0]), float(row["noise"].split()[0].strip("±"))
     assert -margin > noise  # the row itself shows a margin larger than its noise
 
 
@@ -170,7 +170,7 @@ def test_a_sanity_row_for_each_knob_at_no_pruning():
     assert sanity["verdict"] == HOLDS and sanity["setting"] == "sanity" and "+0.00 pt" in sanity["reproduced"]
     halved, halved_records = _table([rows[0], ("rnp", 0.0, 0.0, 0, 0.93, 0.5), rows[2]])
     row = claims_table(halved, rnp, halved_records).set_index("claim").loc["sanity"]
-    assert row["verdict"] == FAILS and row["margin"].startswith("-49.00 pt of dense MACs")
+    assert row["verdict"] == FAILS and row["distance"].startswith("-49.00 pt of dense MACs")
     without = summary[summary["train_budget"] != 0.0]
     assert "sanity" not in set(claims_table(without, rnp, records)["claim"])
 
@@ -206,10 +206,10 @@ def test_at_every_budget_holds_only_if_every_point_holds_and_shows_the_weakest()
     summary, records = _table(pts, num_blocks=9)
     row = claims_table(summary, {"dlp": get_method("dlp")}, records).set_index("claim").loc["beats-random"]
     assert row["verdict"] == INCONCLUSIVE and row["reproduced"].startswith("won 2, lost 0, within noise 1 of 3")
-    assert row["margin"].endswith("at 3 blocks")  # the weakest point, not the best (+20 pt at 1 block)
+    assert row["distance"].endswith("at 3 blocks")  # the weakest point, not the best (+20 pt at 1 block)
     wins, records = _table([p for p in pts if p[2] != 3], num_blocks=9)
     row = claims_table(wins, {"dlp": get_method("dlp")}, records).set_index("claim").loc["beats-random"]
-    assert row["verdict"] == HOLDS and row["margin"].startswith("+10.00 pt at 2 blocks")
+    assert row["verdict"] == HOLDS and row["distance"].startswith("+10.00 pt at 2 blocks")
 
 
 def test_holms_correction_across_the_points():

@@ -2,8 +2,8 @@ import torch
 
 from prunebench.api import copy_backbone
 from prunebench.data import Normalizer
-from prunebench.methods.rnp import (DecisionNetwork, ReplayBuffer, RNPPolicy, prefix_lengths, pruned_units,
-                                    q_targets, soft_update, step_rewards)
+from prunebench.methods.rnp import (DecisionNetwork, ReplayBuffer, RNPPolicy, greedy_actions, mc_targets,
+                                    prefix_lengths, pruned_units, q_targets, soft_update, step_rewards)
 
 
 def _rnp(backbone, epsilon=0.0, seed=0):
@@ -25,6 +25,17 @@ def test_q_targets_bootstrap_from_the_next_step_except_at_the_end():
     rewards = torch.tensor([[1.0, 2.0, 3.0]])
     next_max = torch.tensor([[10.0, 20.0, 30.0]])  # max_a Q'(s_t, a) for t = 0, 1, 2
     assert torch.allclose(q_targets(rewards, next_max, gamma=0.5), torch.tensor([[1 + 10.0, 2 + 15.0, 3.0]]))
+
+
+def test_monte_carlo_targets_are_the_exact_returns_less_the_batch_mean_at_each_step():
+    rewards = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, -1.0]])
+    returns = torch.tensor([[1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3.0], [-0.25, -0.5, -1.0]])
+    assert torch.allclose(mc_targets(rewards, gamma=0.5), returns - returns.mean(0))
+
+
+def test_greedy_actions_break_ties_toward_the_larger_prefix():
+    q = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 3.0, 3.0, 2.0], [5.0, 1.0, 1.0, 1.0]])
+    assert greedy_actions(q).tolist() == [3, 2, 0]
 
 
 def test_soft_update_moves_the_target_by_tau():
@@ -111,3 +122,25 @@ def test_alpha_from_the_measured_cross_entropy_and_penalty_per_layer_count(tiny,
     assert f"penalty {-0.06 * 3 / gated:.4g} per group and step over {gated} gated convs" in line
     ce = RNP._cross_entropy(copy_backbone(backbone), data, 0)
     assert abs(float(line.split()[2].rstrip(",")) - 1 / ce) < 1e-3 * (1 / ce)
+
+
+def test_monte_carlo_learner_trains_and_learns_a_per_step_penalty(tiny):
+    """With a large per-group penalty the returns favour the smallest prefix at every layer; the Monte-Carlo
+    learner's greedy actions find it within its updates (the backbone fixed, no fine-tuning)."""
+    import pytest
+
+    from prunebench.api import RunContext, UserError
+    from prunebench.methods.rnp import RNP
+
+    backbone, data = tiny
+    method = RNP()
+    hp = method.resolve_hp({**RNP.quick_hp, "targets": "monte_carlo", "q_steps": 60, "q_lr": 1e-3,
+                            "finetune": {"epochs": 0}})
+    net = method.train(backbone, data, -1.0, hp, RunContext(seed=0))
+    with torch.no_grad():
+        net.policy.recording = True
+        net(Normalizer(data.mean, data.std)(data.test_x[:64]))
+    actions = torch.stack(net.policy.episode[1], 1)
+    assert (actions == 0).float().mean() > 0.8
+    with pytest.raises(UserError, match="targets must be"):
+        method.train(backbone, data, -1.0, method.resolve_hp({**RNP.quick_hp, "targets": "td"}), RunContext(seed=0))

@@ -48,7 +48,7 @@ def test_claims_table_covers_the_seven_seed_methods(smoke):
     assert list(claims) == COLUMNS and set(claims["verdict"]) <= set(VERDICTS)
     assert set(claims["setting"]) <= {"paper", "stand-in", "shape", "sanity"} and "sanity" in set(claims["setting"])
     judged = claims[claims["verdict"].isin(["holds", "does not hold"])]
-    for margin, noise in zip(judged["margin"], judged["noise"]):  # each such row shows a margin beyond its noise
+    for margin, noise in zip(judged["distance"], judged["noise"]):  # each such row shows a distance beyond its noise
         assert abs(float(margin.split()[0])) >= float(noise.split()[0].strip("±")), (margin, noise)
     text = (smoke / "results/tables/claims.md").read_text()
     assert text.startswith("| method") and "**inconclusive**" in text
