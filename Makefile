@@ -5,7 +5,7 @@ PYTHON ?= python3
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: env data browser reproduce unlock record test test-slow clean
+.PHONY: env data browser reproduce estimate unlock record test test-slow clean
 
 env: $(VENV)/.installed
 
@@ -34,6 +34,10 @@ browser:
 reproduce: env data
 	$(VENV)/bin/snakemake --cores all
 	$(VENV)/bin/snakemake --cores all --report results/report.html
+
+# How long the default will take on this machine (a one-minute yardstick scaled by docs/runs/records.csv).
+estimate: env data
+	$(PY) benchmarks/estimate.py
 
 # After an interrupted run: release Snakemake's lock (it asks for cores: the rules' threads are shares of them).
 unlock: env

@@ -1,0 +1,35 @@
+"""`make estimate`: the recorded cost of the default, scaled by this machine's yardstick."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def estimate():
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("estimate", BENCH / "estimate.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_the_record_predicts_its_own_run_within_20_percent(estimate):
+    """The 2026-12-06 timed run: 69.6 min at a mean yardstick of 638.5 images/s (650.6 before, 626.4 after)."""
+    bf16 = estimate.record("bf16")
+    assert estimate.minutes(float(bf16["plain_loop_epochs"]), 638.5) == pytest.approx(69.6, rel=0.2)
+    for speed in (650.6, 626.4):  # either end of the run's yardstick
+        assert estimate.minutes(float(bf16["plain_loop_epochs"]), speed) == pytest.approx(69.6, rel=0.2)
+
+
+def test_every_cpu_class_has_a_record_and_a_gpu_says_it_has_none(estimate):
+    assert estimate.record("bf16") and estimate.record("avx2")
+    assert estimate.record("gpu") is None
+    assert estimate.machine_class() in ("bf16", "avx2", "gpu")
