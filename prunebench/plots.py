@@ -27,9 +27,8 @@ def accuracy_vs_macs(summary: pd.DataFrame, path) -> None:
     channel methods apart. Each method's Pareto front is a line through its seed-mean points, dominated points
     faint, seed spread as error bars where a point has several seeds; controls this harness adds (`ours`)
     dashed, in grey; the dense network a star and a dotted line; the legend beside each panel, off the data."""
-    from .tables import pareto_frontier
-
     from .api import at_larger_budget
+    from .tables import pareto_frontier
 
     settings = list(summary.groupby(["dataset", "backbone"]))
     larger = {m: at_larger_budget(m) for m in summary["method"].unique() if at_larger_budget(m)}
