@@ -37,3 +37,13 @@ def test_readme_prunebench_commands_name_verbs_and_flags_the_cli_accepts():
         accepted = {o for a in verbs[words[0]]._actions for o in a.option_strings}  # noqa: SLF001
         flags = [w.split("=")[0] for w in words[1:] if w.startswith("--")]
         assert set(flags) <= accepted, f"README: `prunebench {line}` uses {set(flags) - accepted}"
+
+
+def test_the_smallest_plugin_in_the_docs_passes_the_conformance_check():
+    from prunebench.testing import check_method
+
+    page = (REPO / "docs" / "adding-a-method.md").read_text()
+    code = page.split("## The smallest plugin", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    namespace = {}
+    exec(compile(code, "docs/adding-a-method.md", "exec"), namespace)  # noqa: S102 - the page's own example
+    check_method(namespace["KeepFirst"](), hp={"finetune": {"batch_size": 64}})
