@@ -179,8 +179,8 @@ def get_method(name: str) -> Method:
     """The registered method `name`; `<method>_<k>x` is that method at k times the config's training budget."""
     eps = registered_methods()
     larger = at_larger_budget(name)
-    if larger and not get_method(larger[0]).derived_from:
-        method = get_method(larger[0])
+    method = get_method(larger[0]) if larger else None
+    if method is not None and not method.derived_from:
         method.name, method.budget_multiple = name, larger[1]
         return method
     if name not in eps:

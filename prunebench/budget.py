@@ -43,6 +43,21 @@ def _scaled(stage: dict, images: float, train_size: int, where: str) -> dict:
     return {**stage, "epochs": epochs, "epoch_images": per_epoch if per_epoch < full else 0}
 
 
+def shared_stages(method: Method) -> dict[str, int]:
+    """The stages of the method's artifacts (each runs once per model that uses it)."""
+    return {s: 1 for stages in method.artifact_stages.values() for s in stages}
+
+
+def check_declared(method: Method, hp: dict) -> dict[str, int]:
+    """The method's reference plan; one clear error where it declares no training stages."""
+    reference = method.training_stages(hp, None)
+    if reference is None:
+        raise UserError(f"config key 'training_budget': {method.name} does not declare its training stages "
+                        f"(Method.training_stages), so it cannot be held to a training budget; remove "
+                        f"training_budget or declare them (docs/adding-a-method.md)")
+    return reference
+
+
 def matched_hp(method: Method, hp: dict, train_size: int, images: int, budget=None) -> dict:
     """`hp` with the method's stages scaled so that a model at `budget` trains on `images` images, its
     artifacts' share included (budget None: only the artifacts' stages, as a prepare job needs them)."""
@@ -53,13 +68,10 @@ def matched_hp(method: Method, hp: dict, train_size: int, images: int, budget=No
         for s in stages:
             out[s] = _scaled(hp[s], factor * size({s: 1}, hp), train_size, f"methods.{method.name}.hp.{s}")
 
-    reference = method.training_stages(hp, None)
-    if reference == {} and not method.artifact_stages:
+    reference = check_declared(method, hp)
+    shared = shared_stages(method)
+    if not reference and not shared:
         return hp  # it trains no weights (dense, random_drop)
-    if reference is None:
-        raise UserError(f"{method.name} does not declare its training stages (Method.training_stages), so it cannot "
-                        f"be held to training_budget; remove training_budget from the config or declare them")
-    shared = {s: 1 for stages in method.artifact_stages.values() for s in stages}
     planned = size(shared, hp) + size(reference, hp)
     if planned == 0:
         raise UserError(f"{method.name}: its training stages train on no images; give them epochs")

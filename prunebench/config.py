@@ -15,6 +15,7 @@ import yaml
 
 from .api import UserError, block_fraction, get_method, registered_methods
 from .backbones import build_backbone
+from .budget import check_declared
 from .data import DATASET_NAMES
 from .train import TrainSpec
 
@@ -133,10 +134,8 @@ def validate(raw: dict) -> dict:
         if entry["eval_budgets"] and not method.test_time_knob:
             raise UserError(f"config key 'methods.{name}.eval_budgets': {name}'s knob is set at train time; "
                             f"list its budgets under train_budgets")
-        if images is not None and not method.derived_from and method.training_stages(entry["hp"], None) is None:
-            raise UserError(f"config key 'training_budget': {name} does not declare its training stages "
-                            f"(Method.training_stages), so it cannot be held to a training budget; remove "
-                            f"training_budget or declare them (docs/adding-a-method.md)")
+        if images is not None and not method.derived_from:
+            check_declared(method, entry["hp"])
         cfg["methods"][name] = entry
     for name, entry in cfg["methods"].items():
         _check_derived(name, entry, cfg["methods"], raw.get("methods", {}).get(name) or {})

@@ -3,13 +3,13 @@
 import pytest
 
 from prunebench.api import RunContext, UserError, get_method
-from prunebench.budget import matched_hp, stage_images
+from prunebench.budget import matched_hp, shared_stages, stage_images
 from prunebench.config import validate
 
 
 def _planned(method, hp, n, budget) -> int:
     """Images a model at `budget` trains on under `hp`: its artifacts' stages once, its own as often as they run."""
-    shared = sum(stage_images(hp[s], n, s) for stages in method.artifact_stages.values() for s in stages)
+    shared = sum(stage_images(hp[s], n, s) for s in shared_stages(method))
     return shared + sum(m * stage_images(hp[s], n, s) for s, m in method.training_stages(hp, budget).items())
 
 

@@ -9,6 +9,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate as schema_validate
 
 from prunebench.api import UserError, get_method
+from prunebench.budget import shared_stages
 from prunebench.config import backbone_seed, config_hash, method_budgets, replicate_budgets, validate as validate_config
 from prunebench.io import atomic_path
 from prunebench.layout import budget_str
@@ -50,7 +51,7 @@ def fingerprint(*sections, method=None, hp_keys=None):
     budget where that scales a stage of the job (not DLP's expert ranks, which train nothing)."""
     part = {k: CFG[k] for k in sections}
     m = get_method(method) if method is not None else None
-    scaled = m is not None and (hp_keys is None or set(hp_keys) & {s for st in m.artifact_stages.values() for s in st})
+    scaled = m is not None and (hp_keys is None or set(hp_keys) & set(shared_stages(m)))
     if scaled and CFG["training_budget"] is not None:
         part["training_budget"] = CFG["training_budget"] * m.budget_multiple
     if method is not None:
