@@ -6,13 +6,14 @@ A decision network that learns keeps nearly every group at p = 0 (>= 0.9 of dens
 negative penalty, costs less than random actions with higher accuracy than random actions at that cost. The
 backbone is a pretrained model file (e.g. the default run's results/fashion_mnist/resnet20/seed0/pretrain/model.pt);
 the decision hyperparameters are the default config's (rounds x q_steps updates, no fine-tuning between).
-Usage: python benchmarks/rnp_decisions.py BACKBONE [--penalties 0 -0.003 -0.01] [--targets bootstrap monte_carlo]
+Usage: python benchmarks/rnp_decisions.py BACKBONE [--penalties 0 -0.003 -0.01] [--targets bootstrap monte_carlo] [--set q_lr=1e-3]
 """
 
 import argparse
 import copy
 
 import torch
+import yaml
 
 from prunebench.api import RunContext, get_method
 from prunebench.cli_models import load_model
@@ -25,7 +26,8 @@ from prunebench.methods.rnp import RNPPolicy, pruned_units
 def decisions_only(method, backbone, data, hp, penalty: float, seed: int = 0):
     """The backbone with a decision network trained for `rounds x q_steps` updates at `penalty`, backbone fixed."""
     net = copy.deepcopy(backbone)
-    policy = RNPPolicy(net, pruned_units(net), hp["groups"], hp["embedding"], hp["hidden"])
+    torch.manual_seed(seed)  # the decision network's initial weights
+    policy = RNPPolicy(net, pruned_units(net), hp["groups"], hp["embedding"], hp["hidden"], hp["zero_heads"])
     net.policy = policy
     target = copy.deepcopy(policy.q)
     optimizer = torch.optim.Adam(policy.q.parameters(), lr=hp["q_lr"])
@@ -35,6 +37,14 @@ def decisions_only(method, backbone, data, hp, penalty: float, seed: int = 0):
     for round_ in range(hp["rounds"]):
         method._learn_decisions(net, target, optimizer, draws, data, hp, RunContext(seed=seed), round_)
     return net
+
+
+def _value(text: str):
+    """A command-line value as YAML reads it, with 1e-3 a number (YAML 1.1 reads it as a string)."""
+    try:
+        return float(text) if "e" in text.lower() and not text.isalpha() else yaml.safe_load(text)
+    except ValueError:
+        return yaml.safe_load(text)
 
 
 def row(net, data, what: str) -> dict:
@@ -49,6 +59,8 @@ def main():
     parser.add_argument("--penalties", type=float, nargs="+", default=[0.0, -0.003, -0.01])
     parser.add_argument("--targets", nargs="+", default=["bootstrap", "monte_carlo"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="decision hyperparameters over the config's (YAML values), e.g. q_lr=1e-3")
     args = parser.parse_args()
     torch.set_num_threads(2)
     cfg = load_config(args.config)
@@ -56,7 +68,7 @@ def main():
     data = load_dataset(d["name"], d["path"], val_size=d["val_size"], download=d["download"])
     backbone, _ = load_model(args.backbone)
     method = get_method("rnp")
-    hp = cfg["methods"]["rnp"]["hp"]
+    hp = {**cfg["methods"]["rnp"]["hp"], **{k: _value(v) for k, v in (kv.split("=", 1) for kv in args.set)}}
     random = decisions_only(method, backbone, data, {**hp, "q_steps": 1, "rounds": 1}, 0.0, args.seed)
     random.policy.epsilon = 1.0  # every action drawn uniformly
     rows = [row(random, data, "random actions")]

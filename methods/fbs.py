@@ -84,8 +84,9 @@ def gated_units(net: GatedResNet, gate_stem: bool) -> list[str]:
 
 
 def density_steps(target: float, steps: list, start: float = 1.0) -> list[float]:
-    """The densities below `start` fine-tuned in turn: every configured step above the target, then the target."""
-    return sorted({target, *(float(s) for s in steps if target < s < start)} - {start}, reverse=True)
+    """The densities fine-tuned in turn: every configured step between the target and `start`, then the target
+    (at the target `start` itself, d = 1 the sanity point: one fine-tuning there)."""
+    return sorted({target, *(float(s) for s in steps if target < s < start)}, reverse=True)
 
 
 class FBS(Method):

@@ -24,7 +24,7 @@ from prunebench.backbones import GatedResNet
 from prunebench.data import Dataset, Normalizer
 from prunebench.flops import Accountant, controller_macs
 from prunebench.gates import ChannelGate, GatePolicy, module_key, top_k_mask
-from prunebench.train import TrainSpec, fit, mean_cross_entropy, recalibrate_bn
+from prunebench.train import TrainSpec, epoch_steps, fit, mean_cross_entropy, recalibrate_bn
 
 def saturating_sigmoid(x: torch.Tensor, a: float, b: float) -> torch.Tensor:
     """clamp(a*sigmoid(x) - b, 0, 1) (Kaiser & Sutskever 2015; eq. 7)."""
@@ -63,6 +63,14 @@ def budget_lambda(cost_average: float, budget_macs: float, dense_macs: float, la
     """lambda = clamp(lambda0 * (p_t - p) / p0, -lambda0, lambda0) (eq. 10): positive above the budget
     (more sparsity), negative below it (less) unless `densify` is off (then 0 below it)."""
     return max(-lambda0 if densify else 0.0, min(lambda0, lambda0 * (cost_average - budget_macs) / dense_macs))
+
+
+def ramped_budget(step: int, total_steps: int, budget: float, ramp: float) -> float:
+    """The budget eq. 10 steers toward at `step` (fraction of dense): from 1 down to `budget`, linearly over the first
+    `ramp` of the steps, then `budget` ([choice]; ramp 0: the paper's fixed budget from the first step)."""
+    if ramp <= 0:
+        return budget
+    return budget + (1 - budget) * max(0.0, 1 - step / (ramp * total_steps))
 
 
 def update_average(average: torch.Tensor, value: float, momentum: float) -> None:
@@ -104,6 +112,7 @@ class SANPPolicy(GatePolicy):
                                     hp["min_hidden"], static=variant == "static", initial=hp["saliency_init"])
             for u in units})
         self.keep_fraction = 1.0  # fixed_k: the fraction of channels every layer keeps
+        self.cost_table = None    # fixed_k: (keep fractions, their measured costs), see cost_by_fraction
         self.register_buffer("cost_average", torch.tensor(float("nan"), dtype=torch.float64))  # p_t
         self.saliency_l1 = None
         if variant == "static":
@@ -196,6 +205,10 @@ class SANP(Method):
         # paper's): s's scale is free (BN's affine makes up for it), so a fixed sd turns into coin flips once the
         # L1 has shrunk s, and into no noise if s grows
         "noise_scale": None,
+        # [choice] the budget of eq. 10 falls from dense to the budget over this fraction of the fine-tuning steps
+        # (0: the paper's fixed budget): at the fixed budget lambda sits at its bound from the first step and, on a
+        # short schedule, the L1 outweighs the cross-entropy while s falls (see docs/choices.md)
+        "budget_ramp": 0.4,
         "cost_momentum": 0.9,  # [choice] p_t = moving average of the measured per-batch cost
         "spm_lr_scale": 1.0,   # [choice] the SPMs' learning rate as a multiple of the backbone's in fine-tuning
         # [choice] p_t from the codes inference will run ("inference", see _finetune) rather than the noisy
@@ -285,6 +298,7 @@ class SANP(Method):
         filters = sum(net.unit(u).out_channels for u in policy.gated_units)  # N of eq. 9
 
         steps = itertools.count()
+        total_steps = spec.epochs * epoch_steps(spec, len(data.train_x))
         lambda0 = hp["lambda0"]
         if hp["lambda_ce_ratio"] is not None:  # measured before fit, so that a resumed job finds the same value
             ce, l1 = start_losses(net, data, filters)
@@ -296,11 +310,14 @@ class SANP(Method):
             # in a trace. "inference": every `cost_every` steps, the policy in eval mode (no noise) with BN on
             # batch statistics, i.e. the codes of the recalibrated network; run first, since a forward
             # restarts the policy's L1 sum. "training": the noisy codes of the training forward itself.
+            step = next(steps)
+            steer = ramped_budget(step, total_steps, budget, hp["budget_ramp"])
+            self._follow_budget(policy, steer)
             trace = None
             if hp["cost_from"] == "training":
                 logits, trace = model.run(x)
             else:
-                if next(steps) % hp["cost_every"] == 0:
+                if step % hp["cost_every"] == 0:
                     policy.eval()
                     with torch.no_grad():
                         trace = model.run(x)[1]
@@ -309,13 +326,13 @@ class SANP(Method):
             if trace is not None:
                 update_average(policy.cost_average, float(accountant.backbone_macs(trace).mean()) + spm_macs,
                                hp["cost_momentum"])
-            # Table 3 compares the ablations on the same objective: fixed-k's k holds the cost near the budget,
-            # so its lambda stays near 0, as SANP's does once p_t is there
-            lam = budget_lambda(float(policy.cost_average), target, dense, lambda0, densify=self.densify)
+            # Table 3 compares the ablations on the same objective and the same budget path: fixed-k's k follows
+            # it, so its lambda stays near 0, as SANP's does once p_t is there
+            lam = budget_lambda(float(policy.cost_average), steer * dense, dense, lambda0, densify=self.densify)
             ce, l1 = F.cross_entropy(logits, y), policy.saliency_l1 / filters
-            step = {"cross-entropy": ce.item(), "lambda x L1 / N": lam * l1.item(), "mean |s|": l1.item(),
-                    "cost (of dense)": float(policy.cost_average) / dense}
-            for key, value in step.items():
+            values = {"cross-entropy": ce.item(), "lambda x L1 / N": lam * l1.item(), "mean |s|": l1.item(),
+                      "cost (of dense)": float(policy.cost_average) / dense, "budget steered to": steer}
+            for key, value in values.items():
                 net.training_curves.setdefault(key, []).append(round(value, 6))
             return ce + lam * l1, logits
 
@@ -337,6 +354,9 @@ class SANP(Method):
         fit(net, data, spec, run, name=f"{self.name}-finetune", loss_fn=loss_fn, on_epoch_start=epoch_start, params=groups)
         report()
 
+    def _follow_budget(self, policy: SANPPolicy, budget: float) -> None:
+        """Before each fine-tuning step: SANP's cost follows the budget through lambda alone."""
+
 
 class SANPStatic(SANP):
     """Table 3's STATIC: the saliency comes from a learned vector, so every sample is pruned alike."""
@@ -347,36 +367,37 @@ class SANPStatic(SANP):
 
 
 class SANPFixedK(SANP):
-    """Table 3's FIXED K: no binarisation; every layer keeps the same fraction of channels (its
-    top-k by saliency), the fraction chosen so that the measured cost matches the budget."""
+    """Table 3's FIXED K: no binarisation; every layer keeps the same fraction of channels (its top-k by
+    saliency). On equal terms with SANP: the same warm-up (SANP's artifact), objective and lambda rule, and k
+    follows the budget SANP's lambda steers toward, step by step (a cost-to-fraction table measured each epoch)."""
 
     name = "sanp_fixed_k"
     variant = "fixed_k"
+    shares_artifacts_of = "sanp"
     # [choice] lambda never below 0: its cost is set by k, not by s, so a cost a little under the budget made a
     # negative lambda a reward for growing |s| that nothing checks (the default run of 2026-12-03 diverged on it
     # in both seeds: lambda0 78, NaN at step 72 of 351)
     densify = False
     no_pruning = None  # at budget 1.0 k must still pay for the SPMs: a whole channel of the narrowest layers
-    artifacts = {}  # the warm-up already runs at the budget's k
-    artifact_stages = {}
-
-    def training_stages(self, hp, budget):
-        return {"warmup": 1, "finetune": 1}
 
     def train(self, backbone, data, budget, hp, run):
         net = self._gated(backbone, hp, run)
+        warm = run.artifact("warmup", lambda: self.prepare("warmup", backbone, data, hp, run))
+        net.load_state_dict(warm["state"])
         accountant, spm_macs = costing(net, data)
 
-        def fit_fraction(epoch=None):
-            """k matched to the budget anew as the saliencies train: how many stream channels a block's
+        def measure(epoch=None):
+            """The cost of each keep fraction, anew as the saliencies train: how many stream channels a block's
             output leaves active, and so the next conv's input cost, depends on how the samples' top-k differ."""
-            net.policy.keep_fraction = keep_fraction_for_budget(net, data, float(budget), accountant, spm_macs)
-            run.log.info("%s: every layer keeps %.4f of its channels", self.name, net.policy.keep_fraction)
+            net.policy.cost_table = cost_by_fraction(net, data, accountant, spm_macs)
+            run.log.info("%s: every layer keeps %.4f of its channels at the budget", self.name,
+                         fraction_for_cost(*net.policy.cost_table, float(budget)))
 
-        fit_fraction()
-        self._warm_up(net, data, hp, run)
-        self._finetune(net, data, float(budget), hp, run, on_epoch_start=fit_fraction)
+        self._finetune(net, data, float(budget), hp, run, on_epoch_start=measure)
         return self._recalibrated(net, data, hp)
+
+    def _follow_budget(self, policy, budget):
+        policy.keep_fraction = fraction_for_cost(*policy.cost_table, budget)
 
 
 def start_losses(net: GatedResNet, data: Dataset, filters: int, images: int = 512) -> tuple[float, float]:
@@ -395,24 +416,28 @@ def costing(net: GatedResNet, data: Dataset) -> tuple[Accountant, float]:
 
 
 @torch.no_grad()
-def keep_fraction_for_budget(net: GatedResNet, data: Dataset, budget: float, accountant: Accountant,
-                             spm_macs: float, images: int = 256) -> float:
-    """The per-layer keep fraction whose measured mean cost (SPMs included) is closest to the budget
-    from below, by bisection on a random sample of training images (the cost only grows with the fraction)."""
+def cost_by_fraction(net: GatedResNet, data: Dataset, accountant: Accountant, spm_macs: float, points: int = 33,
+                     images: int = 256) -> tuple[list[float], list[float]]:
+    """(keep fractions, measured mean cost as a fraction of dense, SPMs included) at `points` fractions from 0 to 1,
+    on a random sample of training images; the costs made non-decreasing (the cost only grows with the fraction)."""
     x = Normalizer(data.mean, data.std, next(net.parameters()).device)(data.train_x[data.sample(images)])
-    was_training = net.training
+    was_training, fraction = net.training, net.policy.keep_fraction
     net.eval()
-
-    def cost(fraction):
-        net.policy.keep_fraction = fraction
-        return (float(accountant.backbone_macs(net.run(x)[1]).mean()) + spm_macs) / accountant.dense_macs
-
-    low, high = 0.0, 1.0
-    if cost(high) <= budget:
-        low = high
-    else:
-        for _ in range(12):  # a fraction to 2.4e-4: finer than one channel of the widest layer
-            mid = (low + high) / 2
-            low, high = (mid, high) if cost(mid) <= budget else (low, mid)
+    fractions = [i / (points - 1) for i in range(points)]
+    costs = []
+    for f in fractions:
+        net.policy.keep_fraction = max(f, 1e-6)
+        costs.append((float(accountant.backbone_macs(net.run(x)[1]).mean()) + spm_macs) / accountant.dense_macs)
     net.train(was_training)
-    return max(low, 1e-6)
+    net.policy.keep_fraction = fraction
+    return fractions, list(itertools.accumulate(costs, max))
+
+
+def fraction_for_cost(fractions: list[float], costs: list[float], budget: float) -> float:
+    """The keep fraction whose cost is `budget`, interpolated linearly in the table (clamped to its ends)."""
+    if budget <= costs[0]:
+        return max(fractions[0], 1e-6)
+    for (f0, c0), (f1, c1) in zip(zip(fractions, costs), zip(fractions[1:], costs[1:])):
+        if budget <= c1:
+            return f1 if c1 == c0 else f0 + (f1 - f0) * (budget - c0) / (c1 - c0)
+    return fractions[-1]

@@ -40,11 +40,16 @@ class Method:
     # A method that runs another method's trained models in its own way (e.g. LC-Net's sequential
     # mode): the workflow derives its models from `derived_from`'s with `derive`, training nothing.
     derived_from: str | None = None
+    # A method that loads another method's artifacts (made by that method's prepare, when the config runs it
+    # and the hyperparameters the artifact depends on agree), e.g. an ablation started from the same warm-up
+    shares_artifacts_of: str | None = None
     ours: bool = False  # a variant this harness adds (marked in the tables), not the paper's method
     static: bool = False  # every sample costs the same (static pruning; marked in the tables)
     # The budget that prunes nothing (the knob's identity: p = 0, width 1.0, ...; "all blocks" for a block
     # count): where the config runs it, the claims table checks it reproduces the dense network (a sanity row).
     no_pruning: float | str | None = None
+    # The policy must learn to prune nothing there (RNP's p = 0), so check_no_pruning asks less than the whole cost
+    no_pruning_learned: bool = False
     # The training budget (config key training_budget): the stages (hyperparameter keys) that train weights the
     # evaluated model carries, each with how often it runs (see training_stages), and each artifact's such stages.
     # A method that declares none trains as configured, and cannot take part while the config sets a budget.

@@ -175,6 +175,12 @@ def step_autocast(dtype: torch.dtype | None, device: torch.device):
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
+def epoch_steps(spec: TrainSpec, n_train: int) -> int:
+    """Optimizer steps in one epoch of `spec` on a training split of `n_train` images (whole batches)."""
+    per_epoch = min(n_train, spec.epoch_images) if spec.epoch_images else n_train
+    return per_epoch // spec.batch_size if per_epoch >= spec.batch_size else 1
+
+
 def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name: str = "train",
         loss_fn: Callable = cross_entropy_loss, params=None, model_for_loss: nn.Module | None = None,
         on_epoch_start: Callable[[int], None] | None = None, metric: Callable | None = None,
@@ -196,8 +202,7 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
     normalize = Normalizer(data.mean, data.std, device, memory_format)
     dtype = autocast_dtype(spec, device)
     n = len(data.train_x)
-    per_epoch = min(n, spec.epoch_images) if spec.epoch_images else n
-    steps_per_epoch = per_epoch // spec.batch_size if per_epoch >= spec.batch_size else 1
+    steps_per_epoch = epoch_steps(spec, n)
     total_steps = steps_per_epoch * spec.epochs
     history, start_epoch = [], 0
     ckpt_path = run.checkpoint(name)

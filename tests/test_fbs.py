@@ -82,7 +82,7 @@ def test_inner_convs_cost_a_quarter_at_half_density(tiny):
 def test_density_steps_down_from_one():
     assert density_steps(0.5, [0.75, 0.5, 0.25]) == [0.75, 0.5]  # after the d = 1 stage
     assert density_steps(0.6, [0.75, 0.5]) == [0.75, 0.6]
-    assert density_steps(1.0, [0.75, 0.5]) == []
+    assert density_steps(1.0, [0.75, 0.5]) == [1.0]  # the sanity point: a fine-tuning at d = 1
     assert density_steps(0.25, [0.75, 0.5, 0.3], start=0.5) == [0.3, 0.25]  # a chain's link from d = 0.5
 
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from prunebench.api import copy_backbone
@@ -124,18 +125,16 @@ def test_alpha_from_the_measured_cross_entropy_and_penalty_per_layer_count(tiny,
     assert abs(float(line.split()[2].rstrip(",")) - 1 / ce) < 1e-3 * (1 / ce)
 
 
-def test_monte_carlo_learner_trains_and_learns_a_per_step_penalty(tiny):
-    """With a large per-group penalty the returns favour the smallest prefix at every layer; the Monte-Carlo
-    learner's greedy actions find it within its updates (the backbone fixed, no fine-tuning)."""
-    import pytest
-
+@pytest.mark.parametrize("targets", ["monte_carlo", "bootstrap"])
+def test_both_learners_learn_a_per_step_penalty(tiny, targets):
+    """With a large per-group penalty the returns favour the smallest prefix at every layer; the greedy actions
+    of either learner (ours, and Algorithm 1's bootstrapped one) find it within their updates (no fine-tuning)."""
     from prunebench.api import RunContext, UserError
     from prunebench.methods.rnp import RNP
 
     backbone, data = tiny
     method = RNP()
-    hp = method.resolve_hp({**RNP.quick_hp, "targets": "monte_carlo", "q_steps": 60, "q_lr": 1e-3,
-                            "finetune": {"epochs": 0}})
+    hp = method.resolve_hp({**RNP.quick_hp, "targets": targets, "q_steps": 60, "finetune": {"epochs": 0}})
     net = method.train(backbone, data, -1.0, hp, RunContext(seed=0))
     with torch.no_grad():
         net.policy.recording = True

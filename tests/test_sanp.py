@@ -1,12 +1,13 @@
 import math
 
+import pytest
 import torch
 
 from prunebench.api import RunContext
 from prunebench.data import Normalizer
-from prunebench.methods.sanp import (SANP, SANPFixedK, SANPStatic, budget_lambda, costing, keep_fraction_for_budget,
-                                     inference_code, saturating_sigmoid, semantic_hash,
-                                     update_average)
+from prunebench.methods.sanp import (SANP, SANPFixedK, SANPStatic, budget_lambda, cost_by_fraction, costing,
+                                     fraction_for_cost, inference_code, ramped_budget, saturating_sigmoid,
+                                     semantic_hash, update_average)
 from prunebench.flops import Accountant
 
 
@@ -81,15 +82,29 @@ def test_static_variant_prunes_every_sample_alike(tiny):
 def test_fixed_k_fraction_lands_the_cost_on_the_budget(tiny):
     backbone, data = tiny
     net = _sanp(backbone, "fixed_k")
-    fraction = keep_fraction_for_budget(net, data, 0.5, *costing(net, data))
+    fractions, costs = cost_by_fraction(net, data, *costing(net, data))
+    assert costs == sorted(costs) and costs[-1] > 0.5
+    fraction = fraction_for_cost(fractions, costs, 0.5)
     net.policy.keep_fraction = fraction
     with torch.no_grad():
         _, trace = net.run(Normalizer(data.mean, data.std)(data.train_x[:256]))
     accountant = Accountant(net, (data.in_channels, *data.image_size))
     frac = float(accountant.backbone_macs(trace).mean()) / accountant.dense_macs
-    assert 0.4 < frac <= 0.5
+    assert 0.4 < frac < 0.6
     for unit in net.policy.gated_units:  # the same fraction in every layer
         assert (trace.gated_active[unit] == max(1, math.ceil(fraction * net.unit(unit).out_channels - 1e-9))).all()
+
+
+def test_fraction_for_cost_interpolates_and_clamps():
+    fractions, costs = [0.0, 0.5, 1.0], [0.1, 0.3, 1.0]
+    assert fraction_for_cost(fractions, costs, 0.2) == pytest.approx(0.25)
+    assert fraction_for_cost(fractions, costs, 0.65) == pytest.approx(0.75)
+    assert fraction_for_cost(fractions, costs, 0.05) == 1e-6 and fraction_for_cost(fractions, costs, 2.0) == 1.0
+
+
+def test_the_ramped_budget_falls_from_dense_to_the_budget_then_stays():
+    assert [ramped_budget(s, 100, 0.4, 0.5) for s in (0, 25, 50, 99)] == pytest.approx([1.0, 0.7, 0.4, 0.4])
+    assert ramped_budget(0, 100, 0.4, 0.0) == 0.4  # the paper's: the budget from the first step
 
 
 def test_training_moves_the_cost_towards_the_budget(tiny):
@@ -136,7 +151,7 @@ def test_training_curves_one_value_per_step_kept_by_a_resumed_job_and_in_the_eva
     net = method.train(backbone, data, 0.5, hp, RunContext(seed=0, out_dir=tmp_path))
     curves = net.training_curves
     steps = 2 * (len(data.train_x) // 64)
-    assert list(curves) == ["cross-entropy", "lambda x L1 / N", "mean |s|", "cost (of dense)"]
+    assert list(curves) == ["cross-entropy", "lambda x L1 / N", "mean |s|", "cost (of dense)", "budget steered to"]
     assert all(len(values) == steps for values in curves.values()) and curves["cross-entropy"][0] > 0
     # a re-run finds the finished checkpoint: no step runs again, and the curves come back with it
     again = method.train(backbone, data, 0.5, hp, RunContext(seed=0, out_dir=tmp_path)).training_curves

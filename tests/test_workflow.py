@@ -210,3 +210,8 @@ def test_a_diverging_method_is_a_result_and_the_dag_goes_on(smoke, tmp_path):
     pareto = pd.read_csv(work / "results/tables/pareto.csv").set_index("method")
     assert pareto.loc["uniform_width", "diverged"] == len(lost)
     assert planned_jobs(snakemake(work, "-n", "--cores", "2")) == {}  # a re-run does not retrain it
+
+
+def test_an_ablation_starts_from_its_methods_warm_up(smoke):
+    run = smoke / "results/synthetic/resnet8/seed0"
+    assert (run / "sanp/artifacts/warmup.pt").exists() and not (run / "sanp_fixed_k/artifacts").exists()

@@ -101,13 +101,14 @@ def train_command(w, input):
 
 
 def artifact_owner(method, artifact):
-    """The entry whose prepare job makes `method`'s artifact: a <method>_<k>x entry uses its method's where the
-    artifact trains no weights (the training budget does not change it) and their hyperparameters agree."""
+    """The entry whose prepare job makes `method`'s artifact: the method it shares artifacts with (a
+    <method>_<k>x entry: its method, where the artifact trains no weights) when that entry is configured and their
+    hyperparameters agree; otherwise its own."""
     m = get_method(method)
-    base = type(m).name
-    if (m.budget_multiple > 1 and base in CFG["methods"] and artifact not in m.artifact_stages
-            and all(CFG["methods"][base]["hp"][k] == CFG["methods"][method]["hp"][k] for k in m.artifacts[artifact])):
-        return base
+    owner = type(m).name if m.budget_multiple > 1 and artifact not in m.artifact_stages else m.shares_artifacts_of
+    if owner in CFG["methods"] and all(CFG["methods"][owner]["hp"][k] == CFG["methods"][method]["hp"][k]
+                                       for k in m.artifacts[artifact]):
+        return owner
     return method
 
 
@@ -179,7 +180,8 @@ def cost_entries():
                 budgets = trained_budgets(method, backbone, seed) if backbone in entry["backbones"] else []
                 stem = f"{DATASET}_{backbone}_seed{seed}_{method}"
                 if method not in DERIVED and budgets and not replicate:
-                    entries += [f"{backbone}:{method}:prepare:{bench}/prepare/{stem}_{a}.tsv" for a in ARTIFACTS[method]]
+                    entries += [f"{backbone}:{method}:prepare:{bench}/prepare/{DATASET}_{backbone}_seed{seed}_"
+                                f"{artifact_owner(method, a)}_{a}.tsv" for a in ARTIFACTS[method]]
                 # replicates have no latency; without latency jobs, the evaluation job's time includes it
                 stages = ("train", "evaluate", "latency") if LATENCY_APART and not replicate else ("train", "evaluate")
                 for budget in budgets:
