@@ -300,6 +300,7 @@ def _beats_blockdrop_at_20_of_54(ev):
 
 class DLP(Method):
     name = "dlp"
+    deviations = ("one set of BN statistics per budget",)
     knob = "blocks"
     no_pruning = "all blocks"
     # The seed text names no schedule or dense accuracy: ResNet-110 on CIFAR-10 as BlockDrop's (93.2 %, He et

@@ -78,6 +78,7 @@ class LCNet(Method):
     """From the pretrained backbone with L1 on S_L and S_C; the L1 coefficient is the knob."""
 
     name = "lcnet"
+    deviations = ("BN statistics recalibrated",)
     knob = "l1"
     no_pruning = 0.0  # no L1 on the gates: they stay open
     test_time_knob = False

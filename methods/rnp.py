@@ -213,6 +213,7 @@ class RNP(Method):
     knob = "penalty"          # p < 0, the reward per extra channel group: more negative, fewer groups
     no_pruning = 0.0          # no penalty: the best policy keeps every group (the Q-function must learn it)
     no_pruning_learned = True
+    deviations = ("Monte-Carlo decision targets, zero-initialised Q-heads, epsilon 0.3 -> 0.05",)
     test_time_knob = False
     hyperparameters = {
         "groups": 4,          # k (starting values from a public reproduction of RNP)

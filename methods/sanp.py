@@ -170,6 +170,8 @@ class SANP(Method):
     name = "sanp"
     no_pruning = 1.0
     variant = "sanp"
+    deviations = ("the budget ramped down (budget_ramp)", "p_t from inference codes",
+                  "BN statistics recalibrated")
     densify = True  # eq. 10's negative lambda below the budget lets the saliencies grow back
     knob = "flops_frac"
     test_time_knob = False

@@ -48,6 +48,8 @@ class Method:
     # The budget that prunes nothing (the knob's identity: p = 0, width 1.0, ...; "all blocks" for a block
     # count): where the config runs it, the claims table checks it reproduces the dense network (a sanity row).
     no_pruning: float | str | None = None
+    # Stated deviations from the paper (docs/choices.md), short; named in the `published` text of its claims' rows
+    deviations: tuple[str, ...] = ()
     # The policy must learn to prune nothing there (RNP's p = 0), so check_no_pruning asks less than the whole cost
     no_pruning_learned: bool = False
     # The training budget (config key training_budget): the stages (hyperparameter keys) that train weights the

@@ -404,6 +404,8 @@ def method_rows(name: str, method, evidence: dict, diverged: pd.DataFrame, ran: 
             row = claim_row(claim, name, method, ev, (dataset, backbone), lost)
             if row is not None:
                 published = shape_published(claim, name, ev, dataset, backbone) if claim.check else row.pop("published")
+                if getattr(method, "deviations", ()):
+                    published += f"; deviations here: {', '.join(method.deviations)} (docs/choices.md)"
                 out.append({**base, "dataset": dataset, "backbone": backbone, "published": published, **row})
     for (dataset, backbone), ev in evidence.items():
         judgement = judge_sanity(method, name, ev) if getattr(method, "no_pruning", None) is not None else None
