@@ -52,6 +52,11 @@ def _policy_within_budget(cfg, method, run) -> None:
                         "policy stage (imitation, curriculum, Q-updates)", method.name, run.images["policy"], images)
 
 
+def trained_on(run) -> dict:
+    """Where a job's training ran: its device and its stages' precisions (e.g. "bf16", "fp32+bf16")."""
+    return {"train_device": run.device, "train_precision": "+".join(sorted(set(run.precision.values()))) or None}
+
+
 def load_model(path) -> tuple[torch.nn.Module, dict]:
     """A model file written by pretrain or train: (network, metadata)."""
     path = Path(path)
@@ -111,7 +116,7 @@ def cmd_pretrain(args):
                "val_accuracy": history[-1]["val_acc"] if history else None,
                "train_seconds": sum(h["seconds"] for h in history),
                "images_per_s": (sum(h["images_per_s"] for h in history) / len(history)) if history else None,
-               "history": history, "backbone": b, "dataset": cfg["data"]["name"],
+               "history": history, "backbone": b, "dataset": cfg["data"]["name"], **trained_on(run),
                **provenance(cfg, args.seed)}
     meta = {"kind": "backbone", "backbone": b, "dataset": cfg["data"]["name"], "metrics": metrics}
     save_torch({"model": net, "meta": meta}, out)
@@ -155,7 +160,7 @@ def cmd_train(args):
         return
     net.to("cpu", memory_format=torch.contiguous_format).eval()
     _policy_within_budget(cfg, method, run)
-    info.update(images=dict(run.images), training_budget=images_for(cfg, method),
+    info.update(images=dict(run.images), training_budget=images_for(cfg, method), **trained_on(run),
                 **_validation(net, data, method, budget, run))
     save_torch({"model": net, "meta": info}, out)
     run.remove_checkpoints()
@@ -315,7 +320,8 @@ def _evaluate_budgets(args, cfg, data, net, method, budgets, meta, outputs) -> N
         run = _run_context(args, Path(out["summary"]))
         result = method.evaluate(model, data, budget, run, batch_size=cfg["evaluate"]["batch_size"], accountant=accountant)
         summary = {**result.summary, **_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed),
-                   "status": "ok", "epochs": _epochs(cfg, method, meta, len(data.train_x)),
+                   "train_device": meta.get("train_device"), "train_precision": meta.get("train_precision"),
+                   "eval_device": run.device, "status": "ok", "epochs": _epochs(cfg, method, meta, len(data.train_x)),
                    **_training_images(meta, data)}
         if budget == meta.get("budget") and meta.get("val_accuracy") is not None and not meta.get("derived_from"):
             warn_if_below(f"{method.name} at {method.knob}={budget}: test", summary["accuracy"], len(data.test_y),

@@ -1,9 +1,10 @@
-"""Which device a job runs on. Several local GPUs: each job claims a free one with a lock file,
-so parallel workflow jobs (bounded by `--resources gpu=N`) spread over the GPUs, not all on GPU 0."""
+"""Which device a job runs on, once per process. Several visible GPUs: each job claims a free one with a lock
+file, so parallel workflow jobs (bounded by `--resources gpu=N`) spread over the GPUs, not all on GPU 0."""
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -13,19 +14,23 @@ import torch
 _held = []  # lock files stay open (and locked) for the life of the process
 
 
+@functools.cache
 def pick_device(requested: str = "auto") -> str:
-    """'auto': the only/assigned GPU, a free one among several, else the CPU; anything else as given."""
+    """'auto': the only visible GPU (one a scheduler assigned), a free one among several, else the CPU; anything
+    else as given. Cached: a process keeps its device (and its GPU's lock) for its whole life."""
     if requested != "auto":
         return requested
     if not torch.cuda.is_available():
         return "cpu"
     count = torch.cuda.device_count()
-    # A scheduler that sets CUDA_VISIBLE_DEVICES (Slurm does) has already chosen for us.
-    if count == 1 or os.environ.get("CUDA_VISIBLE_DEVICES"):
+    if count == 1:
         return "cuda:0"
+    # Locks are named by the physical GPU (CUDA_VISIBLE_DEVICES=2,3 makes GPU 2 visible as cuda:0)
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    names = visible if len(visible) == count else [str(i) for i in range(count)]
     lock_dir = Path(os.environ.get("PRUNEBENCH_LOCK_DIR", tempfile.gettempdir()))
-    for index in range(count):
-        handle = open(lock_dir / f"prunebench-gpu{index}.lock", "w")
+    for index, name in enumerate(names):
+        handle = open(lock_dir / f"prunebench-gpu{name}.lock", "w")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

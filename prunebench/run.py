@@ -29,6 +29,7 @@ class RunContext:
     # evaluated model carries, "policy" for a separate controller's own stage (imitation, curriculum, Q-updates).
     images: dict = field(default_factory=lambda: {"train": 0, "policy": 0})
     validation: list = field(default_factory=list)  # (stage, validation accuracy) at each stage's end
+    precision: dict = field(default_factory=dict)  # stage name -> the precision its training steps ran in
 
     def count_images(self, counts: dict) -> None:
         """Add another stage's (an artifact's) image counts to this run's."""

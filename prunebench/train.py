@@ -227,6 +227,7 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
         with step_autocast(dtype, device):
             return loss_fn(m, x, y)
 
+    run.precision[name] = "fp32" if dtype is None else str(dtype).removeprefix("torch.").replace("bfloat16", "bf16")
     if dtype is not None:
         run.log.info("%s: training steps in %s autocast", name, str(dtype).removeprefix("torch."))
     show = run.progress if run.progress is not None else sys.stderr.isatty()

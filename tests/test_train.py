@@ -142,3 +142,28 @@ def test_a_checkpoint_from_more_gpus_resumes_on_fewer(monkeypatch):
               "numpy": __import__("numpy").random.get_state(), "cuda": [torch.full((4,), i, dtype=torch.uint8) for i in range(4)]}
     train._set_rng_states(states)
     assert sorted(restored) == [0, 1] and all(int(restored[i][0]) == i for i in (0, 1))
+
+
+def test_jobs_spread_over_the_visible_gpus_and_keep_their_device(monkeypatch, tmp_path):
+    """With four visible GPUs (CUDA_VISIBLE_DEVICES set by hand or a scheduler) each job claims a free one; a
+    process asking again keeps its device instead of claiming another; one visible GPU is cuda:0."""
+    from prunebench import devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    monkeypatch.setenv("PRUNEBENCH_LOCK_DIR", str(tmp_path))
+    monkeypatch.setattr(devices, "_held", [])
+    picked = []
+    for _ in range(3):  # three jobs: a fresh cache stands for a fresh process (the locks of the others held)
+        devices.pick_device.cache_clear()
+        picked.append(devices.pick_device("auto"))
+    assert picked == ["cuda:0", "cuda:1", "cuda:2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"prunebench-gpu{i}.lock" for i in (4, 5, 6)]
+    assert [devices.pick_device("auto") for _ in range(3)] == ["cuda:2"] * 3  # the same process: its device
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    devices.pick_device.cache_clear()
+    assert devices.pick_device("auto") == "cuda:0"
+    for handle in devices._held:
+        handle.close()
+    devices.pick_device.cache_clear()

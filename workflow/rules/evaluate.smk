@@ -16,6 +16,8 @@ rule evaluate:
     benchmark:
         RESULTS + "/benchmarks/evaluate/{dataset}_{backbone}_seed{seed}_{method}_{train_budget}.tsv"
     threads: 1
+    resources:
+        gpu=1,
     shell:
         PRUNEBENCH + " evaluate --config " + CONFIG_FILE + " --model {input.model} --budget {params.budgets}"
         " --seed {wildcards.seed} --threads {threads} --out-dir {output.evals}{params.latency} > {log} 2>&1"
