@@ -18,7 +18,8 @@ from torch import nn
 
 from prunebench import stats
 from prunebench.api import Method, UserError, copy_backbone
-from prunebench.claims import FAILS, NOT_COMPARABLE, Claim, Judgement, difference, shape_verdict
+from prunebench.claims import (FAILS, NOT_COMPARABLE, Claim, Judgement, compare_at_costs, difference,
+                               shape_verdict)
 from prunebench.backbones import GatedResNet
 from prunebench.data import Dataset, Normalizer
 from prunebench.gates import ChannelGate, GatePolicy
@@ -177,6 +178,14 @@ def pruned_units(net: GatedResNet) -> list[str]:
     return [u for u in net.unit_names() if u.startswith("blocks.") and not u.endswith("shortcut")]
 
 
+def _beats_random_actions(ev):
+    """RNP is more accurate than its own fine-tuned backbone under random actions, RNP's frontier interpolated at
+    the random-action points' MACs (paired over test images)."""
+    if not ev.has("rnp", "rnp_random"):
+        return None
+    return shape_verdict(compare_at_costs(ev, "rnp", "rnp_random", at_points_of="rnp_random"))
+
+
 def _penalty_trades_cost(ev):
     """A larger penalty per channel group (p further below 0) prunes more and does not buy accuracy: per step down
     in p, the mean MACs fall beyond the noise, and the accuracy does not rise beyond it (paired over test images,
@@ -205,6 +214,9 @@ class RNP(Method):
                     "prunes more, at every step between the penalties that ran", "RNP, the speed-accuracy trade-off",
                     "imagenet", "vgg16", published="(3x to 10x speed-up; a CIFAR figure too)",
                     check=_penalty_trades_cost),
+              Claim("beats-random-actions", "the decision network's choices beat random actions at equal MACs (on "
+                    "the same fine-tuned backbone)", "ours: a control for RNP's decision network", None, None,
+                    check=_beats_random_actions, every_budget=True),
               Claim("vgg16-imagenet", "VGG-16 on ImageNet: top-5 error +2.32/+3.23/+3.58/+4.89 pt at 3x/4x/5x/10x speed-up",
                     "RNP, ImageNet table", "imagenet", "vgg16", macs_frac=1 / 3,
                     published="+2.32 pt top-5 error at 1/3 of dense (3x)"),)
@@ -387,3 +399,21 @@ class RNPBias(RNP):
 
     def configure(self, net, budget):
         net.policy.q_bias = float(budget)
+
+
+class RNPRandom(RNP):
+    """Ours, a control (not the paper's): `rnp`'s fine-tuned backbone under uniformly random actions (each gated
+    conv a random prefix of its groups, ~0.5 of dense), so that "the decision network beats random actions"
+    separates the learned decisions from the fine-tuning."""
+
+    name = "rnp_random"
+    no_pruning = None
+    no_pruning_learned = False
+    derived_from = "rnp"
+    ours = True
+    claims = ()
+
+    def derive(self, net, data, hp, run):
+        net.policy.epsilon = 1.0  # every action drawn uniformly, from a generator seeded by the run
+        net.policy.generator = torch.Generator().manual_seed((run.seed if run is not None else 0) * 1_000_003 + 31)
+        return net.eval()

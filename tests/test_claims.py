@@ -285,3 +285,18 @@ def test_a_method_the_config_lacks_gets_only_its_published_settings_not_run_rows
     table = claims_table(summary, {"lcnet_scratch": get_method("lcnet_scratch")}, records)
     assert len(table) == len(get_method("lcnet_scratch").claims) > 0
     assert set(table["verdict"]) == {NOT_RUN} and set(table["setting"]) == {"paper"}
+
+
+def test_rnp_claims_judge_the_accuracy_half_and_the_random_action_control():
+    rnp = {"rnp": get_method("rnp"), "rnp_random": get_method("rnp_random")}
+    base = [("dense", 1, 1, 0, 0.93, 1.0), ("rnp", 0.0, 0.0, 0, 0.93, 0.97), ("rnp", -0.5, -0.5, 0, 0.90, 0.5),
+            ("rnp", -1.0, -1.0, 0, 0.85, 0.2)]
+    control = [("rnp_random", b, b, 0, 0.3, 0.48) for b in (0.0, -0.5, -1.0)]
+    summary, records = _table(base + control)
+    table = claims_table(summary, rnp, records).set_index("claim")
+    assert table.loc["penalty-trades-cost", "verdict"] == HOLDS
+    assert table.loc["beats-random-actions", "verdict"] == HOLDS
+    rising = [base[0], base[1], ("rnp", -0.5, -0.5, 0, 0.99, 0.5), base[3]]  # accuracy rose as p fell
+    summary, records = _table(rising + control)
+    row = claims_table(summary, rnp, records).set_index("claim").loc["penalty-trades-cost"]
+    assert row["verdict"] == FAILS and "accuracy rose beyond the noise at p 0 -> -0.5" in row["reproduced"]

@@ -24,7 +24,8 @@ def test_summary_table_rows_and_columns(smoke):
     assert set(summary["method"]) == set(cfg["methods"])
     for column in ("dataset", "backbone", "method", "train_budget", "eval_budget", "seed", "accuracy", "macs_mean",
                    "macs_std", "macs_max", "macs_frac", "controller_macs", "blocks_mean", "latency_b1_ms",
-                   "latency_b8_ms", "speedup_b1", "macs_speedup", "config_hash", "versions", "git_commit"):
+                   "latency_b8_ms", "speedup_b1", "macs_speedup", "config_hash", "versions", "git_commit",
+                   "train_device", "train_precision", "eval_device"):
         assert column in summary, column
     backbone_frac = (summary["macs_mean"] - summary["controller_macs"]) / summary["dense_macs"]
     assert summary["accuracy"].between(0, 1).all() and (backbone_frac <= 1 + 1e-9).all()
