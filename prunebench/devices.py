@@ -14,10 +14,27 @@ import torch
 _held = []  # lock files stay open (and locked) for the life of the process
 
 
+def deterministic_cuda() -> None:
+    """cuDNN's deterministic kernels and no autotuning, and torch's deterministic algorithms where they exist (a
+    warning, not an error, where an op has none: e.g. index_add_, which skip mode uses); see docs/cluster.md."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 @functools.cache
 def pick_device(requested: str = "auto") -> str:
     """'auto': the only visible GPU (one a scheduler assigned), a free one among several, else the CPU; anything
-    else as given. Cached: a process keeps its device (and its GPU's lock) for its whole life."""
+    else as given. Cached: a process keeps its device (and its GPU's lock) for its whole life; on a GPU, the
+    deterministic settings are made once."""
+    device = _choose(requested)
+    if device.startswith("cuda"):
+        deterministic_cuda()
+    return device
+
+
+def _choose(requested: str) -> str:
     if requested != "auto":
         return requested
     if not torch.cuda.is_available():

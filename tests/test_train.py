@@ -161,9 +161,12 @@ def test_jobs_spread_over_the_visible_gpus_and_keep_their_device(monkeypatch, tm
     assert picked == ["cuda:0", "cuda:1", "cuda:2"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"prunebench-gpu{i}.lock" for i in (4, 5, 6)]
     assert [devices.pick_device("auto") for _ in range(3)] == ["cuda:2"] * 3  # the same process: its device
+    assert torch.backends.cudnn.deterministic and torch.are_deterministic_algorithms_enabled()
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     devices.pick_device.cache_clear()
     assert devices.pick_device("auto") == "cuda:0"
     for handle in devices._held:
         handle.close()
     devices.pick_device.cache_clear()
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.deterministic = False
