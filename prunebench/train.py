@@ -151,9 +151,12 @@ def _maybe_compile(net: nn.Module, spec: TrainSpec, total_steps: int, run: RunCo
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether `device` multiplies bf16 natively (a CPU with AVX512-BF16 or AMX), so autocast pays."""
+    """Whether `device` multiplies bf16 natively (a CPU with AVX512-BF16 or AMX; a GPU of compute capability 8 or
+    later, Ampere on), so autocast pays."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type != "cpu":
-        return False  # [choice] GPUs keep fp32 unless asked: the GPU path is timed elsewhere
+        return False
     # ATen's kernel level too: ATEN_CPU_CAPABILITY=avx2 (an AVX2-only CPU's code path) makes `auto` pick fp32
     return (torch.backends.cpu.get_cpu_capability().startswith("AVX512")
             and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()))

@@ -170,3 +170,12 @@ def test_jobs_spread_over_the_visible_gpus_and_keep_their_device(monkeypatch, tm
     devices.pick_device.cache_clear()
     torch.use_deterministic_algorithms(False)
     torch.backends.cudnn.deterministic = False
+
+
+def test_precision_auto_is_bf16_on_a_gpu_with_native_bf16_only(monkeypatch):
+    from prunebench.train import TrainSpec, autocast_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: not including_emulation
+                        and native)
+    for native, expected in ((True, torch.bfloat16), (False, None)):
+        assert autocast_dtype(TrainSpec(precision="auto"), torch.device("cuda:0")) == expected
