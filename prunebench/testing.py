@@ -11,6 +11,7 @@ import copy
 import torch
 
 from .api import Method, RunContext, UserError, get_method
+from .claims import LEARNED_KEEPS
 from .backbones import GatedResNet, build_backbone
 from .data import Dataset, Normalizer, load_dataset
 from .flops import Accountant
@@ -130,11 +131,6 @@ def check_method(method: Method | str, hp: dict | None = None) -> dict:
     if method.no_pruning is not None and not method.derived_from:
         check_no_pruning(method, hp)
     return results
-
-
-# A learned policy at its no-pruning setting keeps at least this share of the backbone's dense MACs: uniformly random
-# actions keep about half (RNP's: 0.48 on the default backbone; ~0.5 on the synthetic one)
-LEARNED_KEEPS = 0.9
 
 
 def check_no_pruning(method: Method | str, hp: dict | None = None) -> dict:

@@ -170,7 +170,7 @@ def test_a_sanity_row_for_each_knob_at_no_pruning():
     assert sanity["verdict"] == HOLDS and sanity["setting"] == "sanity" and "+0.00 pt" in sanity["reproduced"]
     halved, halved_records = _table([rows[0], ("rnp", 0.0, 0.0, 0, 0.93, 0.5), rows[2]])
     row = claims_table(halved, rnp, halved_records).set_index("claim").loc["sanity"]
-    assert row["verdict"] == FAILS and row["distance"].startswith("-49.00 pt of dense MACs")
+    assert row["verdict"] == FAILS and row["distance"].startswith("-40.00 pt of dense MACs")  # from 0.9: learned
     without = summary[summary["train_budget"] != 0.0]
     assert "sanity" not in set(claims_table(without, rnp, records)["claim"])
 
