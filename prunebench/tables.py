@@ -32,7 +32,8 @@ def summary_table(eval_jsons, latency_jsons=()) -> pd.DataFrame:
         row.update({k: s.get(k, np.nan) for k in ("knob", "accuracy", "macs_mean", "macs_std", "macs_max", "macs_p05", "macs_p95", "macs_frac",
                                                   "controller_macs", "dense_macs", "blocks_mean", "blocks_max",
                                                   "num_blocks", "n", "params", "params_frac", "budget_compliance",
-                                                  "train_images", "policy_images", "train_epochs")})
+                                                  "train_images", "policy_images", "train_epochs",
+                                                  "train_device", "train_precision", "eval_device")})
         row["epochs"] = s.get("epochs")
         records = Path(path).with_suffix(".parquet")  # the per-sample records the claims' noise comes from
         row["records"] = str(records) if records.exists() else None
