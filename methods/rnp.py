@@ -6,6 +6,9 @@ map: a per-layer encoder, one RNN shared across layers, a per-layer head of k Q-
 Markov decision process over the layers, trained by Q-learning with reward (i-1)*p per step and
 -alpha*L_cls at the last; rounds of decision-network training (backbone fixed) alternate with
 backbone fine-tuning under the network's greedy pruning (Algorithm 1). The first conv is not pruned.
+Stated deviation (docs/choices.md): by default the Q-values learn Monte-Carlo returns with a per-step
+baseline, from zero-initialised heads and exploration around the greedy policy; Algorithm 1's bootstrapped
+targets learned nothing on a short schedule and stay available (`targets: bootstrap`).
 """
 
 from __future__ import annotations
