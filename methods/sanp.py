@@ -5,7 +5,9 @@ output channel from the pooled conv input (sec. 3.2); improved semantic hashing 
 code b (sec. 3.3); the channel outputs s*b*BN(conv(x)) and b = 0 is not computed (eq. 3-4). A
 budget-adaptive lambda on the L1 of s moves the measured mean cost onto the budget (sec. 3.4).
 The two ablations of Table 3 are methods of their own: `sanp_fixed_k` (the same top-k fraction in
-every layer, no binarisation) and `sanp_static` (saliency from a learned vector, not the input).
+every layer, no binarisation) and `sanp_static` (saliency from a learned vector, not the input), trained on
+equal terms: the same warm-up, objective, lambda rule and budget path. Stated deviation (docs/choices.md):
+the budget eq. 10 steers toward ramps down from dense over the first part of fine-tuning (`budget_ramp`).
 """
 
 from __future__ import annotations
