@@ -214,7 +214,9 @@ def cmd_derive(args):
         load_model(args.backbone_model)  # a missing or unreadable file is one clear error here
         run.backbone = Path(args.backbone_model)
     set_seed(args.seed)
-    net = method.derive(net, _dataset(cfg), _method_hp(cfg, method), run)
+    # on the run's device: a derivation may re-estimate BN statistics (dlp_random: minutes on a GPU, not a CPU)
+    net = method.derive(net.to(run.device), _dataset(cfg), _method_hp(cfg, method), run)
+    net.to("cpu")
     save_torch({"model": net, "meta": {**meta, "method": method.name, "derived_from": args.trained_model,
                                       **provenance(cfg, args.seed)}}, args.out)
     print(f"{method.name} at {method.knob}={meta['budget']} (from {method.derived_from}) -> {args.out}")
