@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "methods":
             p.add_argument("--config", help="experiment YAML (defaults when omitted)")
             p.add_argument("--seed", type=int, default=0)
-            p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
+            p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: the config's device, auto)")
             p.add_argument("--progress", action="store_true", help="progress bar even when not a terminal")
             p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
         return p

@@ -24,12 +24,12 @@ def _dataset(cfg):
     return load_dataset(d["name"], d["path"], val_size=d["val_size"], download=d["download"], **d["synthetic"])
 
 
-def _run_context(args, out: Path, **identity) -> RunContext:
+def _run_context(args, cfg, out: Path, **identity) -> RunContext:
     """Checkpoints go beside the output; `identity` (what the job computes) keeps a job from
-    resuming another job's checkpoint there."""
+    resuming another job's checkpoint there. The device: --device, else the config's."""
     from .devices import pick_device
 
-    device = pick_device(args.device)
+    device = pick_device(args.device or cfg["device"])
     return RunContext(seed=args.seed, device=device, out_dir=out.parent, progress=args.progress or None,
                       identity=config_hash(identity))
 
@@ -99,7 +99,7 @@ def cmd_pretrain(args):
     data = _dataset(cfg)
     out = Path(args.out)
     b = backbone_spec(cfg, args.backbone)
-    run = _run_context(args, out, backbone=b)
+    run = _run_context(args, cfg, out, backbone=b)
     set_seed(args.seed)
     net = build_backbone(b["name"], data.num_classes, data.in_channels, shortcut=b["shortcut"], width=b["width"])
     spec = TrainSpec.from_dict(cfg["pretrain"], "pretrain")
@@ -138,7 +138,7 @@ def cmd_train(args):
     data = _dataset(cfg)
     hp = _method_hp(cfg, method, data, budget)
     out = Path(args.out)
-    run = _run_context(args, out, method=method.name, budget=budget, hp=hp, artifacts=args.artifact or [])
+    run = _run_context(args, cfg, out, method=method.name, budget=budget, hp=hp, artifacts=args.artifact or [])
     for spec in args.artifact or []:
         name, _, path = spec.partition("=")
         if name not in method.artifacts or not path:
@@ -209,7 +209,7 @@ def cmd_derive(args):
     if meta.get("method") != method.derived_from:
         raise UserError(f"{args.trained_model} holds a {meta.get('method') or meta.get('kind')} model; "
                         f"{method.name} is derived from {method.derived_from}'s")
-    run = _run_context(args, Path(args.out), method=method.name, derived_from=args.trained_model)
+    run = _run_context(args, cfg, Path(args.out), method=method.name, derived_from=args.trained_model)
     if args.backbone_model:
         load_model(args.backbone_model)  # a missing or unreadable file is one clear error here
         run.backbone = Path(args.backbone_model)
@@ -233,7 +233,7 @@ def cmd_prepare(args):
         return
     data = _dataset(cfg)
     hp = _method_hp(cfg, method, data)
-    run = _run_context(args, Path(args.out), method=method.name, artifact=args.artifact, hp=hp)
+    run = _run_context(args, cfg, Path(args.out), method=method.name, artifact=args.artifact, hp=hp)
     set_seed(args.seed)
     try:  # with the images it trained on: every model that uses the artifact counts them as its own
         save_torch({"artifact": method.prepare(args.artifact, backbone, data, hp, run), "images": run.images}, args.out)
@@ -319,7 +319,7 @@ def _evaluate_budgets(args, cfg, data, net, method, budgets, meta, outputs) -> N
         set_seed(args.seed)
         model = copy.deepcopy(net)  # Method.evaluate configures the budget on it
         accountant = accountant or Accountant(model, (data.in_channels, *data.image_size))
-        run = _run_context(args, Path(out["summary"]))
+        run = _run_context(args, cfg, Path(out["summary"]))
         result = method.evaluate(model, data, budget, run, batch_size=cfg["evaluate"]["batch_size"], accountant=accountant)
         summary = {**result.summary, **_result_keys(cfg, method, budget, meta), **provenance(cfg, args.seed),
                    "train_device": meta.get("train_device"), "train_precision": meta.get("train_precision"),
@@ -364,7 +364,7 @@ def _time_budgets(args, cfg, data, net, method, budgets, meta, outputs) -> None:
             continue
         model = copy.deepcopy(net)
         method.configure(model, budget)
-        result = latency(model, data, _run_context(args, Path(out)), batch_sizes=lat["batch_sizes"],
+        result = latency(model, data, _run_context(args, cfg, Path(out)), batch_sizes=lat["batch_sizes"],
                          warmup=lat["warmup"], repeats=lat["repeats"])
         write_json({**result, **keys}, out)
         for bs, row in result["batches"].items():

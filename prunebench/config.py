@@ -6,6 +6,7 @@ import copy
 import functools
 import hashlib
 import json
+import re
 import subprocess
 from dataclasses import fields
 from importlib.metadata import PackageNotFoundError, version
@@ -31,6 +32,9 @@ DEFAULTS = {
     # Images each trained model may train on after pretraining, its artifacts' stages included: every method's
     # stages are scaled to it (prunebench/budget.py); null: each trains as its hyperparameters say.
     "training_budget": None,
+    # Where jobs run: auto (a free GPU if there is one, else the CPU), cpu, or cuda / cuda:N (a job refuses to start
+    # without a GPU: the paper configs); a job's --device overrides it
+    "device": "auto",
     "pretrain": {},
     "methods": {},
     "evaluate": {"batch_size": 256},
@@ -72,6 +76,8 @@ def validate(raw: dict) -> dict:
         raise UserError(f"config key 'data.name': unknown dataset {cfg['data']['name']!r}; "
                         f"choose one of {', '.join(DATASET_NAMES)}")
     TrainSpec.from_dict(cfg["pretrain"], "pretrain")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(cfg["device"])):
+        raise UserError(f"config key 'device' must be auto, cpu, cuda or cuda:N, not {cfg['device']!r}")
     names = cfg["backbone"]["names"]
     if not isinstance(names, list) or not names:
         raise UserError("config key 'backbone.names' must be a non-empty list, e.g. [resnet20]")

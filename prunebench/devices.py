@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import UserError
+
 _held = []  # lock files stay open (and locked) for the life of the process
 
 
@@ -35,6 +37,9 @@ def pick_device(requested: str = "auto") -> str:
 
 
 def _choose(requested: str) -> str:
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {requested} was asked for (the config's `device` or --device) but no CUDA GPU is "
+                        "visible here: run on a GPU node, or set `device: auto` (or --device cpu) to run on the CPU")
     if requested != "auto":
         return requested
     if not torch.cuda.is_available():

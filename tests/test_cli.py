@@ -130,3 +130,21 @@ def test_keep_freed_memory_sets_glibc_thresholds_or_reports_it_could_not():
         assert took
     else:
         assert not took
+
+
+def test_a_config_that_asks_for_a_gpu_refuses_to_start_without_one(tmp_path, capsys, monkeypatch):
+    from prunebench import devices
+
+    monkeypatch.setattr(devices.torch.cuda, "is_available", lambda: False)
+    devices.pick_device.cache_clear()
+    (tmp_path / "gpu.yaml").write_text(yaml.safe_dump({**SMOKE, "device": "cuda"}))
+    args = ["pretrain", "--config", str(tmp_path / "gpu.yaml"), "--out", str(tmp_path / "model.pt")]
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "device cuda was asked for" in err and "set `device: auto`" in err and "Traceback" not in err
+    assert not (tmp_path / "model.pt").exists()
+    devices.pick_device.cache_clear()
+    assert main([*args, "--device", "cpu"]) == 0  # the flag overrides the config
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**SMOKE, "device": "gpu"}))
+    assert main(["pretrain", "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "m.pt")]) != 0
+    assert "config key 'device' must be auto, cpu, cuda or cuda:N" in capsys.readouterr().err
