@@ -41,10 +41,13 @@ def decisions_only(method, backbone, data, hp, penalty: float, seed: int = 0):
 
 def _value(text: str):
     """A command-line value as YAML reads it, with 1e-3 a number (YAML 1.1 reads it as a string)."""
-    try:
-        return float(text) if "e" in text.lower() and not text.isalpha() else yaml.safe_load(text)
-    except ValueError:
-        return yaml.safe_load(text)
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def row(net, data, what: str) -> dict:

@@ -289,7 +289,7 @@ class SANP(Method):
             recalibrate_bn(net, data, hp["recalibrate_images"])
         return net.eval()
 
-    def _finetune(self, net: GatedResNet, data: Dataset, budget: float, hp: dict, run, on_epoch_start=None) -> None:
+    def _finetune(self, net: GatedResNet, data: Dataset, budget: float, hp: dict, run) -> None:
         """Joint fine-tuning with CE + lambda * (1/N) * sum_l ||s^l||_1, lambda from the measured cost (eq. 9-10)."""
         # The budget is a fraction of the dense backbone; the SPMs' own cost counts against it.
         accountant, spm_macs = costing(net, data)
@@ -348,8 +348,7 @@ class SANP(Method):
         def epoch_start(epoch):
             if epoch:
                 report()
-            if on_epoch_start is not None:
-                on_epoch_start(epoch)
+            self._on_epoch_start(net, data, budget, accountant, spm_macs, run)
 
         # Per step, for the report's training-curves figure (carried by the model into its evaluations)
         net.training_curves = {}
@@ -357,6 +356,9 @@ class SANP(Method):
                   {"params": list(policy.parameters()), "lr": spec.lr * hp["spm_lr_scale"]}]
         fit(net, data, spec, run, name=f"{self.name}-finetune", loss_fn=loss_fn, on_epoch_start=epoch_start, params=groups)
         report()
+
+    def _on_epoch_start(self, net, data, budget, accountant, spm_macs, run) -> None:
+        """At each fine-tuning epoch's start: nothing for SANP (fixed-k measures its cost table)."""
 
     def _follow_budget(self, policy: SANPPolicy, budget: float) -> None:
         """Before each fine-tuning step: SANP's cost follows the budget through lambda alone."""
@@ -384,21 +386,12 @@ class SANPFixedK(SANP):
     densify = False
     no_pruning = None  # at budget 1.0 k must still pay for the SPMs: a whole channel of the narrowest layers
 
-    def train(self, backbone, data, budget, hp, run):
-        net = self._gated(backbone, hp, run)
-        warm = run.artifact("warmup", lambda: self.prepare("warmup", backbone, data, hp, run))
-        net.load_state_dict(warm["state"])
-        accountant, spm_macs = costing(net, data)
-
-        def measure(epoch=None):
-            """The cost of each keep fraction, anew as the saliencies train: how many stream channels a block's
-            output leaves active, and so the next conv's input cost, depends on how the samples' top-k differ."""
-            net.policy.cost_table = cost_by_fraction(net, data, accountant, spm_macs)
-            run.log.info("%s: every layer keeps %.4f of its channels at the budget", self.name,
-                         fraction_for_cost(*net.policy.cost_table, float(budget)))
-
-        self._finetune(net, data, float(budget), hp, run, on_epoch_start=measure)
-        return self._recalibrated(net, data, hp)
+    def _on_epoch_start(self, net, data, budget, accountant, spm_macs, run):
+        """The cost of each keep fraction, anew as the saliencies train: how many stream channels a block's
+        output leaves active, and so the next conv's input cost, depends on how the samples' top-k differ."""
+        net.policy.cost_table = cost_by_fraction(net, data, accountant, spm_macs)
+        run.log.info("%s: every layer keeps %.4f of its channels at the budget", self.name,
+                     fraction_for_cost(*net.policy.cost_table, budget))
 
     def _follow_budget(self, policy, budget):
         policy.keep_fraction = fraction_for_cost(*policy.cost_table, budget)

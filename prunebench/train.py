@@ -230,8 +230,9 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
         with step_autocast(dtype, device):
             return loss_fn(m, x, y)
 
-    run.precision[name] = "fp32" if dtype is None else str(dtype).removeprefix("torch.").replace("bfloat16", "bf16")
+    run.precision[name] = "fp32"
     if dtype is not None:
+        run.precision[name] = "bf16" if dtype == torch.bfloat16 else str(dtype).removeprefix("torch.")
         run.log.info("%s: training steps in %s autocast", name, str(dtype).removeprefix("torch."))
     show = run.progress if run.progress is not None else sys.stderr.isatty()
     for epoch in range(start_epoch, spec.epochs):
