@@ -27,7 +27,7 @@ from prunebench.backbones import GatedResNet
 from prunebench.data import Dataset, Normalizer
 from prunebench.gates import ChannelGate, GatePolicy
 from prunebench.io import save_torch
-from prunebench.train import TrainSpec, fit, mean_cross_entropy
+from prunebench.train import TrainSpec, backbone_cross_entropy, fit
 
 
 def prefix_lengths(channels: int, groups: int) -> list[int]:
@@ -289,7 +289,7 @@ class RNP(Method):
         draws = torch.Generator().manual_seed(run.seed * 1_000_003 + 17)  # batches and replay samples
         policy.generator = torch.Generator().manual_seed(run.seed * 1_000_003 + 29)  # epsilon draws
         # alpha from the pretrained backbone, before a resumed round's fine-tuning could change it
-        hp = {**hp, "alpha": hp["alpha"] or 1 / self._cross_entropy(net, data, run.seed), "penalty": float(budget)}
+        hp = {**hp, "alpha": hp["alpha"] or 1 / backbone_cross_entropy(net, data, run.seed), "penalty": float(budget)}
         start = self._resume(run, net, target, optimizer, draws, policy)
         if hp["penalty_layers"]:
             hp["penalty"] *= hp["penalty_layers"] / len(policy.widths)
@@ -301,16 +301,6 @@ class RNP(Method):
             self._save(run, round_, net, target, optimizer, draws, policy)
         policy.epsilon = 0.0
         return net.eval()
-
-    @staticmethod
-    def _cross_entropy(net, data: Dataset, seed: int, images: int = 2048) -> float:
-        """The unpruned backbone's mean cross-entropy on training images (eval mode), for alpha."""
-        idx = torch.randint(len(data.train_x), (images,), generator=torch.Generator().manual_seed(seed * 1_000_003 + 41))
-        policy, net.policy = net.policy, None
-        ce = mean_cross_entropy(net, data.train_x[idx], data.train_y[idx],
-                                Normalizer(data.mean, data.std, next(net.parameters()).device))
-        net.policy = policy
-        return max(ce, 1e-3)
 
     def _learn_decisions(self, net, target, optimizer, draws, data: Dataset, hp, run, round_):
         """Q-learning of the decision network, backbone fixed (eval mode); a fresh replay buffer per round."""

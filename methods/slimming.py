@@ -24,7 +24,7 @@ from prunebench.data import Dataset
 from prunebench.flops import Accountant
 from prunebench.gates import ConvUnit, StaticChannelPolicy
 from prunebench.prune import physically_pruned
-from prunebench.train import TrainSpec, fit
+from prunebench.train import TrainSpec, backbone_cross_entropy, fit
 
 BRIDGE_INITS = ("compose", "zero")
 
@@ -220,6 +220,7 @@ class Slimming(Method):
     """Iterative BN-gamma channel pruning with the sparsity term kept on, and layer removal by 1x1 bridges."""
 
     name = "slimming"
+    deviations = ("lambda relative to the measured cross-entropy (l1_ce_ratio, where set)",)
     knob = "flops_frac"
     no_pruning = 1.0
     static = True
@@ -230,12 +231,15 @@ class Slimming(Method):
         # network slimming's lambda for ResNet-164 over its 160 epochs; a schedule of one epoch needs ~300x
         # more (the default config: 3e-3, with what was measured)
         "l1": 1e-5,
+        # [choice] when set, lambda is this many times the pretrained network's cross-entropy over its sum |gamma|:
+        # the sparsity term starts at that multiple of the loss on any dataset (the paper's lambda is absolute)
+        "l1_ce_ratio": None,
         "sparsity": {"epochs": 1, "lr": 0.02, "schedule": "cosine"},   # the sparsity-trained network (an artifact)
         "iterations": 2,        # prune + fine-tune rounds from the start's cost down to the budget
         "finetune": {"epochs": 1, "lr": 0.01, "schedule": "cosine"},   # each round, with the sparsity term on
         "bridge_init": "compose",   # or "zero" (Sec. 4.4.1: remove the block); compose keeps what the branch knew
     }
-    artifacts = {"sparse": ("l1", "sparsity")}
+    artifacts = {"sparse": ("l1", "l1_ce_ratio", "sparsity")}
     quick_hp = {"sparsity": {"epochs": 1, "batch_size": 64, "compile": "off"}, "iterations": 2,
                 "finetune": {"epochs": 1, "batch_size": 64, "compile": "off"}}
 
@@ -251,8 +255,8 @@ class Slimming(Method):
         hp = super().resolve_hp(hp)
         if hp["bridge_init"] not in BRIDGE_INITS:
             raise UserError(f"{self.name}: bridge_init must be one of {BRIDGE_INITS}, not {hp['bridge_init']!r}")
-        if hp["iterations"] < 1 or hp["l1"] < 0:
-            raise UserError(f"{self.name}: iterations must be >= 1 and l1 >= 0")
+        if hp["iterations"] < 1 or hp["l1"] < 0 or (hp["l1_ce_ratio"] or 0) < 0:
+            raise UserError(f"{self.name}: iterations must be >= 1, l1 and l1_ce_ratio >= 0")
         return hp
 
     def prepare(self, artifact, backbone, data, hp, run):
@@ -260,8 +264,19 @@ class Slimming(Method):
         net = copy_backbone(backbone, run.device)
         spec = TrainSpec.from_dict(hp["sparsity"], f"{self.name}.sparsity")
         fit(net, data, spec, run, name=f"{self.name}-sparsity",
-            loss_fn=sparsity_loss(list(prunable_norms(net).values()), hp["l1"]))
+            loss_fn=sparsity_loss(list(prunable_norms(net).values()), self._l1(backbone, data, hp, run)))
         return net.cpu()
+
+    def _l1(self, backbone: GatedResNet, data: Dataset, hp, run: RunContext) -> float:
+        """lambda: hp l1, or with l1_ce_ratio set, the value at which the pretrained network's sparsity term is
+        l1_ce_ratio x its cross-entropy (measured on seed 0's sample: one lambda for the artifact and every round)."""
+        if hp["l1_ce_ratio"] is None:
+            return hp["l1"]
+        gammas = sum(m.weight.abs().sum().item() for m in prunable_norms(backbone).values())
+        ce = backbone_cross_entropy(backbone, data, seed=0)
+        run.log.info("%s: lambda %.4g (%g x cross-entropy %.4f over sum |gamma| %.1f)", self.name,
+                     hp["l1_ce_ratio"] * ce / gammas, hp["l1_ce_ratio"], ce, gammas)
+        return hp["l1_ce_ratio"] * ce / gammas
 
     def train(self, backbone: GatedResNet, data: Dataset, budget, hp, run: RunContext) -> GatedResNet:
         start = run.artifact("sparse", lambda: self.prepare("sparse", backbone, data, hp, run))
@@ -272,6 +287,7 @@ class Slimming(Method):
             raise UserError(f"{self.name}: budget {budget:g} is below what pruning every prunable channel costs "
                             f"({floor:.3f} of dense MACs with {hp['bridge_init']} bridges); choose a budget >= {floor:.3f}")
         begin = pruner.cost()
+        l1 = self._l1(backbone, data, hp, run)
         spec = TrainSpec.from_dict(hp["finetune"], f"{self.name}.finetune")
         for i in range(1, hp["iterations"] + 1):
             pruner.prune_to(begin + (budget - begin) * i / hp["iterations"])
@@ -280,5 +296,5 @@ class Slimming(Method):
             # Each round and budget draws its own batches (one seed would give every round the same subset).
             round_run = dataclasses.replace(run, seed=run.seed * 1_000_003 + round(budget * 1e4) * 101 + i)
             fit(net, data, spec, round_run, name=f"{self.name}-{budget:g}-round{i}",
-                loss_fn=sparsity_loss(list(prunable_norms(net).values()), hp["l1"]))
+                loss_fn=sparsity_loss(list(prunable_norms(net).values()), l1))
         return pruner.export()

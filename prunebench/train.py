@@ -327,6 +327,21 @@ def mean_cross_entropy(net: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, n
 
 
 @torch.no_grad()
+def backbone_cross_entropy(net: GatedResNet, data: Dataset, seed: int, images: int = 2048) -> float:
+    """The unpruned network's mean cross-entropy on a seeded random sample of training images (eval mode, policy
+    off): the unit of the regularisers and penalties set relative to the loss, so one value transfers to
+    another dataset (floored at 1e-3, so a memorised training set does not make the unit vanish)."""
+    idx = torch.randint(len(data.train_x), (images,), generator=torch.Generator().manual_seed(seed * 1_000_003 + 41))
+    policy, net.policy = net.policy, None
+    try:
+        ce = mean_cross_entropy(net, data.train_x[idx], data.train_y[idx],
+                                Normalizer(data.mean, data.std, next(net.parameters()).device))
+    finally:
+        net.policy = policy
+    return max(ce, 1e-3)
+
+
+@torch.no_grad()
 def recalibrate_bn(net: GatedResNet, data: Dataset, images: int, batch_size: int = 256,
                    before_batch: Callable[[], None] | None = None, seed: int = 0) -> None:
     """Re-estimate the backbone's BN running statistics on a seeded random sample of `images` training images

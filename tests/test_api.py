@@ -73,15 +73,25 @@ def test_config_errors_name_the_key_path():
     assert validate({"latency": {"batch_sizes": [1, 64], "repeats": [30, 10]}})["latency"]["repeats"] == [30, 10]
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "paper-cifar10.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "cifar10.yaml", "smoke.yaml", "paper-cifar10.yaml"])
 def test_shipped_configs_are_valid(name):
     from pathlib import Path
 
     cfg = load_config(Path(__file__).parent.parent / "config" / name)
     # LC-Net from scratch (the paper's 270-epoch schedule) runs in the smoke and paper configs only
-    omitted = {"lcnet_scratch", "lcnet_scratch_seq"} if name == "config.yaml" else set()
+    omitted = {"lcnet_scratch", "lcnet_scratch_seq"} if name in ("config.yaml", "cifar10.yaml") else set()
     larger = {m for m in cfg["methods"] if get_method(m).budget_multiple > 1}  # a method at k x the training budget
     assert set(cfg["methods"]) - larger == set(registered_methods()) - omitted
+
+
+def test_the_cifar10_default_differs_from_the_default_only_in_data_pretraining_and_training_budget():
+    """Every method, knob value and hyperparameter of the second default is the first's: the recipes must transfer."""
+    from pathlib import Path
+
+    fashion, cifar = (load_config(Path(__file__).parent.parent / "config" / n) for n in ("config.yaml", "cifar10.yaml"))
+    differ = {k for k in fashion if fashion[k] != cifar[k]}
+    assert differ == {"data", "pretrain", "training_budget"}
+    assert (fashion["data"]["name"], cifar["data"]["name"]) == ("fashion_mnist", "cifar10")
 
 
 def test_block_budgets_may_be_shares_of_the_blocks_resolved_per_backbone():

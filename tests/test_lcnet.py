@@ -104,3 +104,30 @@ def test_sequential_saves_more_than_parallel_at_equal_accuracy(tiny):
     assert (results[True]["prediction"] == results[False]["prediction"]).all()
     assert (results[False]["macs"] <= results[True]["macs"]).all()
     assert results[False]["macs"].mean() < results[True]["macs"].mean()
+
+
+def test_the_knob_sets_the_open_gates_l1_relative_to_the_backbones_loss_on_any_dataset():
+    """The same knob value gives the same L1-to-loss ratio on data whose loss is 1x and many x the backbone's."""
+    import dataclasses
+    import torch.nn.functional as F
+
+    from prunebench.api import RunContext
+    from prunebench.methods.lcnet import l1_coefficient
+    from prunebench.testing import tiny_setup
+    backbone, data = tiny_setup(epochs=20)  # learned: the shuffled labels' loss is many times its own
+    shuffled = dataclasses.replace(data, train_y=data.train_y[torch.randperm(len(data.train_y),
+                                                                        generator=torch.Generator().manual_seed(0))])
+    ratios = []
+    for d in (data, shuffled):
+        net = copy_backbone(backbone)
+        net.policy = LCNetPolicy(net, slope=0.01, gate_bias=1.0)
+        coefficient = l1_coefficient(net, d, 20.0, RunContext())
+        x, y = d.train_x[:512], d.train_y[:512]
+        net.train()
+        logits = net(Normalizer(d.mean, d.std)(x))
+        ce = F.cross_entropy(logits, y).item()
+        ratios.append((coefficient * net.policy.l1().item() / ce, ce))
+    (ratio, ce), (ratio_shuffled, ce_shuffled) = ratios
+    assert ce_shuffled > 3 * ce
+    assert ratio == pytest.approx(20, rel=0.3) and ratio_shuffled == pytest.approx(20, rel=0.3)
+    assert l1_coefficient(net, data, 0.0, RunContext()) == 0.0

@@ -186,3 +186,17 @@ def test_a_layer_with_no_channel_left_removes_its_block_when_composing():
     assert net.blocks[1].removed and not any(k.startswith("blocks.1.") for k in pruner.masks)
     with torch.no_grad():
         assert net(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+
+
+def test_l1_ce_ratio_sets_the_sparsity_term_relative_to_the_backbones_loss():
+    """With l1_ce_ratio the sparsity term starts at that multiple of the backbone's cross-entropy; without, l1."""
+    from prunebench.train import backbone_cross_entropy
+    backbone, data = tiny_setup()
+    method = Slimming()
+    gammas = sum(m.weight.abs().sum().item() for m in prunable_norms(backbone).values())
+    ce = backbone_cross_entropy(backbone, data, seed=0)
+    lam = method._l1(backbone, data, method.resolve_hp({"l1_ce_ratio": 3}), RunContext())
+    assert lam * gammas == pytest.approx(3 * ce)
+    assert method._l1(backbone, data, method.resolve_hp({"l1": 2e-4}), RunContext()) == 2e-4
+    with pytest.raises(UserError, match="l1_ce_ratio"):
+        method.resolve_hp({"l1_ce_ratio": -1})
