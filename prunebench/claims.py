@@ -122,20 +122,30 @@ class Evidence:
         out["seeds"] = g["seed"].nunique()
         return out.reset_index().sort_values([cost, "eval_budget"]).reset_index(drop=True)
 
-    def seed_variance(self, method: str, value: str = "correct", own: bool = False) -> SeedVariance:
+    def seed_variance(self, method: str, value: str = "correct", own: bool = False, train_budget=None) -> SeedVariance:
         """The seed variance `method`'s estimates use (`stats.choose`; `own`: its own), accuracy's pooled across
-        methods; the dense network, unreplicated, is the fixed reference every replicate starts from."""
+        methods; the dense network, unreplicated, is the fixed reference every replicate starts from. A cost at a
+        `train_budget` whose training was replicated uses that training's own spread: a controller's spread depends
+        on where its knob puts it (RNP's at p = -0.5 is many times its spread at p = 0, where it keeps everything)."""
         if value not in self._variances:
-            dense = self._all.loc[self._all["method"] == "dense", "seed"].unique()
-            given = f"seed {dense[0]}'s backbone" if len(dense) == 1 else ""  # every replicate started from it
             self._variances[value] = stats.seed_variances(self._all, SUMMARY_COLUMN[value], set(self.parents),
-                                                          pool=value == "correct", given=given)
+                                                          pool=value == "correct", given=self._given())
         methods, pooled = self._variances[value]
         mine = methods.get(method, stats.UNMEASURED)
         if own or (method == "dense" and mine.df == 0):
             return mine if own else stats.FIXED
+        if value == "macs" and train_budget is not None:
+            rows = self._all[(self._all["method"] == method) & (self._all["train_budget"] == train_budget)]
+            here = stats.method_variance(rows, SUMMARY_COLUMN[value], f"{method} at {train_budget:g}")
+            if here.df > 0:
+                return replace(here, given=self._given())
         parent = methods.get(self.parents[method], stats.UNMEASURED) if method in self.parents else None
         return stats.choose(mine, parent, pooled)
+
+    def _given(self) -> str:
+        """What every replicate shared: the one dense backbone they all started from."""
+        dense = self._all.loc[self._all["method"] == "dense", "seed"].unique()
+        return f"seed {dense[0]}'s backbone" if len(dense) == 1 else ""
 
     def _per_sample(self, row, value: str) -> np.ndarray:
         key = (row["method"], row["train_budget"], row["eval_budget"], row["seed"], value)
@@ -154,7 +164,7 @@ class Evidence:
         static = "static" in rows and rows["static"].astype(bool).any()
         if value == "macs" and np.ptp(per_seed) == 0 and (n >= 2 or not static):
             return Estimate(per_seed.mean(axis=0), float(rows["macs_frac"].mean()), n, models=(method, train_budget))
-        variance = self.seed_variance(method, value)
+        variance = self.seed_variance(method, value, train_budget=train_budget)
         return Estimate(per_seed.mean(axis=0), float(rows["macs_frac"].mean()), n, (SeedTerm(1 / n, variance),),
                         variance.value, (method, train_budget))
 

@@ -199,15 +199,18 @@ def method_budgets(cfg: dict, method: str, backbone: str) -> tuple[list, list]:
 
 
 def replicate_budgets(cfg: dict, method: str, backbone: str) -> list:
-    """The train budget a replicate seed trains: the middle one, from the first seed's backbone and artifacts, so a
-    replicate re-runs one training; none for dense (the shared backbone), a derived method (its models are its
-    parent's, see `claims.Evidence.seed_variance`) or a <method>_<k>x entry (shown, not judged)."""
+    """The train budgets a replicate seed trains, from the first seed's backbone and artifacts: the middle one (the
+    method's noise figure) and its no-pruning point where that is a train budget (its sanity row's cost is judged
+    with the spread of its own training); none for dense (the shared backbone), a derived method (its models are
+    its parent's, see `claims.Evidence.seed_variance`) or a <method>_<k>x entry (shown, not judged)."""
     train = method_budgets(cfg, method, backbone)[0]
     m = get_method(method)
     # a <method>_<k>x entry shows the method at a larger training budget; the claims judge the method's own rows
     if method == "dense" or m.derived_from or m.budget_multiple > 1 or not train:
         return []
-    return [sorted(train)[(len(train) - 1) // 2]]
+    middle = sorted(train)[(len(train) - 1) // 2]
+    sanity = [b for b in train if isinstance(m.no_pruning, (int, float)) and b == m.no_pruning and b != middle]
+    return [middle, *sanity]
 
 
 def backbone_seed(cfg: dict, seed: int) -> int:

@@ -264,10 +264,32 @@ def test_a_deterministic_cost_is_exact_and_an_identity_has_no_sanity_row():
     cost = interval(ev.at_point("lcnet", 0.0, 0.0, value="macs"))
     assert cost.half_width == 0 and "exact" in noise_text(cost)
     spread = interval(ev.at_point("lcnet", 0.01, 0.01, value="macs"))  # the seeds' costs differ there: t at 1 df
-    assert spread.half_width == pytest.approx(12.706 * 0.05 / 2, rel=1e-3) and "lcnet 1 df" in noise_text(spread)
+    assert spread.half_width == pytest.approx(12.706 * 0.05 / 2, rel=1e-3) and "lcnet at 0.01 1 df" in noise_text(spread)
     # random dropping with every block kept is the dense network itself: no row to hold trivially
     summary, records = _table([("dense", 1, 1, 0, 0.93, 1.0), ("random_drop", 9, 9, 0, 0.93, 1.0)], num_blocks=9)
     assert "sanity" not in set(claims_table(summary, {"random_drop": get_method("random_drop")}, records)["claim"])
+
+
+def test_a_learned_cost_is_judged_with_the_spread_of_its_own_replicated_training():
+    # RNP replicated at p = -0.5 (costs 0.33 / 0.28) and at p = 0 (0.966 / 0.967): the sanity row's cost uses p = 0's
+    # spread and holds above the learned floor; with p = -0.5's spread (p = 0 not replicated) it is inconclusive
+    base = [("dense", 1, 1, 0, 0.93, 1.0)] + [("rnp", -0.5, -0.5, s, 0.88, c) for s, c in ((0, 0.33), (1, 0.28))]
+    rnp = {"rnp": get_method("rnp")}
+    wobble = 0.02 * (np.arange(N) % 2 - 0.5)  # images differ in cost (a per-image policy), with the same mean
+
+    def per_image(table):
+        summary, records = table
+        return summary, lambda row: records(row).assign(macs=lambda r: r["macs"] + wobble * (row["method"] == "rnp"))
+    both, records = per_image(_table(base + [("rnp", 0.0, 0.0, s, 0.93, c) for s, c in ((0, 0.966), (1, 0.967))]))
+    one, records_one = per_image(_table(base + [("rnp", 0.0, 0.0, 0, 0.93, 0.966)]))
+    cost = interval(Evidence(both, records).at_point("rnp", 0.0, 0.0, value="macs"))
+    assert "rnp at 0 1 df" in noise_text(cost) and cost.half_width < 0.01
+    borrowed = interval(Evidence(one, records_one).at_point("rnp", 0.0, 0.0, value="macs"))
+    assert "rnp 1 df" in noise_text(borrowed) and borrowed.half_width > 0.2
+    # the cost holds, so the accuracy decides the row (its distance is in accuracy); borrowed, the cost decides
+    assert "of dense MACs" not in claims_table(both, rnp, records).set_index("claim").loc["sanity", "distance"]
+    row = claims_table(one, rnp, records_one).set_index("claim").loc["sanity"]
+    assert row["verdict"] == INCONCLUSIVE and "of dense MACs" in row["distance"]
 
 
 def test_no_sanity_row_for_a_control_that_reruns_its_parents_model():

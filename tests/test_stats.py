@@ -125,5 +125,5 @@ def test_the_95_percent_interval_covers_the_true_difference():
 
 def test_coverage_fails_without_the_seed_part(monkeypatch):
     # the same runs with the seed variance taken out: test-set noise alone is far too narrow
-    monkeypatch.setattr(Evidence, "seed_variance", lambda self, method, value="correct", own=False: stats.UNMEASURED)
+    monkeypatch.setattr(Evidence, "seed_variance", lambda self, method, value="correct", own=False, train_budget=None: stats.UNMEASURED)
     assert _coverage(150) < 0.93

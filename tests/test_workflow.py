@@ -57,6 +57,18 @@ def test_claims_table_covers_the_seven_seed_methods(smoke):
     assert set(noise["method"]) == set(pd.read_csv(smoke / "results/tables/summary.csv")["method"])
 
 
+def test_a_replicate_seed_also_retrains_the_no_pruning_point_that_a_sanity_row_judges():
+    from prunebench.config import replicate_budgets, validate
+
+    cfg = validate({"replicate_seeds": [1], "methods": {
+        "rnp": {"train_budgets": [-1.0, -0.5, 0]}, "fbs": {"train_budgets": [0.25, 0.5, 0.75, 1.0]},
+        "lcnet": {"train_budgets": [0, 20, 60]}, "uniform_width": {"train_budgets": [0.25, 0.5, 0.75]}}})
+    assert replicate_budgets(cfg, "rnp", "resnet20") == [-0.5, 0]
+    assert replicate_budgets(cfg, "fbs", "resnet20") == [0.5, 1.0]
+    assert replicate_budgets(cfg, "lcnet", "resnet20") == [20, 0]
+    assert replicate_budgets(cfg, "uniform_width", "resnet20") == [0.5]  # no no-pruning point among its budgets
+
+
 def test_replicate_seeds_retrain_each_method_once_at_its_middle_budget(smoke):
     from prunebench.config import replicate_budgets, validate
 
