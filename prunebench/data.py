@@ -96,6 +96,8 @@ def load_dataset(name: str, path: str | os.PathLike | None = None, *, val_size: 
     if name == "fashion_mnist":
         train_x, train_y, test_x, test_y = _load_fashion_mnist(path, cache_dir, download)
         classes = FASHION_MNIST_CLASSES
+    elif name in ("cifar10", "cifar100") and path is not None and _holds_images(Path(path), name):
+        train_x, train_y, test_x, test_y, classes = _cifar_images(name, Path(path), cache_dir)
     elif name in ("cifar10", "cifar100"):
         train_x, train_y, test_x, test_y, classes = _load_cifar(name, path, cache_dir, download)
     elif name == "image_folder":
@@ -274,6 +276,38 @@ def _load_cifar(name, path, cache_dir, download):
 
 
 # --- image folders (mini-ImageNet, CIFAR-as-images)
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _holds_images(path: Path, name: str) -> bool:
+    """Whether a CIFAR path is a copy as image files (train/<class>/, test/<class>/, or a tarball of them) rather
+    than the official python batches: the first tarball member or the folder's entries tell."""
+    folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+    if path.is_dir():
+        return not (path / folder).is_dir() and not (path / "test_batch").exists() and not (path / "test").is_file()
+    if not path.is_file():
+        return False
+    try:
+        with tarfile.open(path) as tar:
+            first = tar.next()
+    except (tarfile.TarError, EOFError, OSError):
+        return False  # the python loader says what is wrong with it
+    return first is not None and not first.name.lstrip("./").startswith(folder)
+
+
+def _cifar_images(name: str, path: Path, cache_dir=None):
+    """CIFAR as image files: loaded as an image folder, checked to be CIFAR (its classes in CIFAR's label order,
+    32 x 32 RGB), so that it counts as the dataset the papers report on."""
+    root = _unpacked(path, cache_dir) if path.is_file() else path
+    train_x, train_y, test_x, test_y, classes = _load_image_folder(root, cache_dir)
+    expected = CIFAR10_CLASSES if name == "cifar10" else None
+    if (expected and classes != expected) or (not expected and len(classes) != 100) \
+            or tuple(train_x.shape[1:]) != (3, 32, 32):
+        raise DatasetError(f"{name}: {path} holds {len(classes)} classes ({', '.join(classes[:4])}, ...) of "
+                           f"{tuple(train_x.shape[1:])} images, not {name}'s; use data.name image_folder for "
+                           f"another dataset")
+    return train_x, train_y, test_x, test_y, classes
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 

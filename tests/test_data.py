@@ -102,6 +102,31 @@ def test_cifar_tarball_and_folder(tmp_path, name):
         load_dataset(name, tarball)
 
 
+def test_cifar10_as_image_files_loads_as_cifar10(tmp_path):
+    """A copy in image files (JPEG in train/<class>/, test/<class>/; folder or tarball) is CIFAR-10 to the claims."""
+    from PIL import Image
+
+    from prunebench.data import CIFAR10_CLASSES
+    rng = np.random.default_rng(3)
+    root = tmp_path / "cifar10-jpeg"
+    for split, n in (("train", 2), ("test", 1)):
+        for cls in CIFAR10_CLASSES:
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.jpg",
+                                                                                         quality=75)
+    with tarfile.open(tmp_path / "cifar10-jpeg.tar.gz", "w:gz") as tar:
+        tar.add(root, arcname="cifar10-jpeg")
+    for source in (root, tmp_path / "cifar10-jpeg.tar.gz"):
+        d = load_dataset("cifar10", source, val_size=4, cache_dir=tmp_path / "cache")
+        assert d.name == "cifar10" and d.classes == CIFAR10_CLASSES
+        assert d.train_x.shape == (16, 3, 32, 32) and d.test_x.shape == (10, 3, 32, 32)
+    (root / "train" / "truck").rename(root / "train" / "lorry")
+    (root / "test" / "truck").rename(root / "test" / "lorry")
+    with pytest.raises(DatasetError, match="not cifar10's; use data.name image_folder"):
+        load_dataset("cifar10", root, val_size=4, cache_dir=tmp_path / "cache")
+
+
 def test_cifar_pickle_refuses_code(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
