@@ -30,6 +30,13 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+onstart:
+    # The dataset fetched and checked once, before any job starts: the download with its pinned checksum (or an
+    # image folder's decoding) into the cache every job then reads, so pretraining jobs do not all download at
+    # once and a compute node needs no network.
+    shell(f"{PRUNEBENCH} data --config {CONFIG_FILE} --out {RESULTS}/{DATASET}/data.json")
+
+
 rule all:
     input:
         f"{RESULTS}/tables/summary.csv",

@@ -70,8 +70,8 @@ class _Pass:
             gate, hard = policy_call(self.policy.block_gate, index, global_pool(x)), False
             if not self.skip:
                 return gate, None, hard
-            on = gate != 0
-            return gate, (None if bool(on.all()) else on.nonzero().flatten()), hard
+            rows = (gate != 0).nonzero().flatten()  # one host read (the row count comes with the indices)
+            return gate, (None if len(rows) == len(gate) else rows), hard
         any_on, all_on, hard = self.decided[index]
         if all_on and hard:
             return None, None, False

@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     verb("methods", "list registered methods and their budget knobs")
+    p = verb("data", "fetch and check the config's dataset once (download into the cache, decode image folders)")
+    p.add_argument("--out", required=True, help="JSON record of what was loaded")
     p = verb("pretrain", "train the dense backbone")
     p.add_argument("--backbone", help="one of the config's backbone.names (default: its only one)")
     p.add_argument("--out", required=True, help="model file to write")

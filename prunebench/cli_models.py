@@ -94,6 +94,18 @@ def cmd_methods(args):
         print(f"{name:16s} knob={m.knob:10s} {kind:10s} {ep.value}")
 
 
+def cmd_data(args):
+    """Fetch and check the run's dataset once (the download with its pinned checksum into the cache, an image
+    folder decoded into it), so that the jobs after it read the cache instead of each downloading."""
+    cfg = load_config(args.config)
+    data = _dataset(cfg)
+    record = {"name": data.name, "path": cfg["data"]["path"], "classes": data.classes,
+              "images": {split: len(getattr(data, f"{split}_y")) for split in ("train", "val", "test")},
+              "shape": list(data.train_x.shape[1:])}
+    write_json(record, args.out)
+    print(f"{data.name}: {record['images']} images of {tuple(record['shape'])} -> {args.out}")
+
+
 def cmd_pretrain(args):
     cfg = load_config(args.config)
     data = _dataset(cfg)

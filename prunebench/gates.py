@@ -347,13 +347,14 @@ def union_index(active: torch.Tensor) -> int | torch.Tensor | None:
     """Channels active for any sample of a (N, C) mask; None when all are (no slicing needed), a
     prefix length when they are the first ones (slices are then views: e.g. a union of prefixes)."""
     any_active = active.any(0)
-    if bool(any_active.all()):
+    # one host read for the count and the prefix length (on a GPU each read waits for the queue)
+    count, prefix = torch.stack([any_active.sum(), any_active.int().cumprod(0).sum()]).tolist()
+    if count == len(any_active):
         return None
-    idx = any_active.nonzero().flatten()
     # A unit no sample keeps still computes one (gated-to-zero) channel: convs need >= 1 channel.
-    if len(idx) == 0 or int(idx[-1]) == len(idx) - 1:
-        return max(len(idx), 1)
-    return idx
+    if count == prefix:
+        return max(count, 1)
+    return any_active.nonzero().flatten()
 
 
 def count(mask: torch.Tensor | None, n: int, width: int, device) -> torch.Tensor:

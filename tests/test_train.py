@@ -179,3 +179,25 @@ def test_precision_auto_is_bf16_on_a_gpu_with_native_bf16_only(monkeypatch):
                         and native)
     for native, expected in ((True, torch.bfloat16), (False, None)):
         assert autocast_dtype(TrainSpec(precision="auto"), torch.device("cuda:0")) == expected
+
+
+def test_step_totals_read_back_in_batches_report_the_first_non_finite_step():
+    """A GPU's losses are read every 50 steps: the sums equal one read per step, and a NaN names its own step."""
+    from prunebench.train import Diverged, StepTotals
+
+    losses = [0.5, 0.25, 0.125, float("nan"), 1.0]
+    per_step = StepTotals(1, torch.device("cpu"))
+    batched = StepTotals(1, torch.device("cpu"), every=50)
+    for totals in (per_step, batched):
+        loss_sum, correct = 0.0, 0.0
+        with pytest.raises(Diverged) as err:
+            for i, value in enumerate(losses):
+                totals.add(i, torch.tensor(value), 4, torch.tensor(i))
+                if totals.due(i == len(losses) - 1):
+                    loss_sum, correct = totals.settle("stage", loss_sum, correct)
+        assert err.value.record["step"] == 3 and err.value.record["loss"] == "nan"
+    assert len(per_step.steps) == 1 and len(batched.steps) == 5  # read at the NaN's step / at the epoch's end
+    fine = StepTotals(1, torch.device("cpu"), every=50)
+    for i, value in enumerate(losses[:3]):
+        fine.add(i, torch.tensor(value), 4, torch.tensor(2))
+    assert fine.settle("stage", 0.0, 0.0) == (0.875 * 4, 6.0)
