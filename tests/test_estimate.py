@@ -33,3 +33,17 @@ def test_every_cpu_class_has_a_record_and_a_gpu_says_it_has_none(estimate):
     assert estimate.record("bf16") and estimate.record("avx2")
     assert estimate.record("gpu") is None
     assert estimate.machine_class() in ("bf16", "avx2", "gpu")
+
+
+def test_the_gpu_hours_table_in_docs_is_the_scripts_and_blockdrop_is_most_of_it():
+    """docs/cluster.md's estimate is what benchmarks/gpu_hours.py prints for the paper config today."""
+    import re
+    import subprocess
+
+    out = subprocess.run([sys.executable, str(BENCH / "gpu_hours.py"), "config/paper-cifar10.yaml"], text=True,
+                         capture_output=True, check=True, cwd=BENCH.parent).stdout
+    rows = dict(re.findall(r"^\| (\w+)\s*\|\s*([\d.]+) \|", out, flags=re.M))
+    assert float(rows["blockdrop"]) > 0.5 * float(rows["total"])
+    doc = (BENCH.parent / "docs" / "cluster.md").read_text()
+    for name in ("blockdrop", "sanp", "pretrain", "dlp", "total"):
+        assert re.search(rf"^\| {name}\s*\|\s*{re.escape(rows[name])} \|", doc, flags=re.M), name

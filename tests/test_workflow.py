@@ -228,3 +228,30 @@ def test_a_diverging_method_is_a_result_and_the_dag_goes_on(smoke, tmp_path):
 def test_an_ablation_starts_from_its_methods_warm_up(smoke):
     run = smoke / "results/synthetic/resnet8/seed0"
     assert (run / "sanp/artifacts/warmup.pt").exists() and not (run / "sanp_fixed_k/artifacts").exists()
+
+
+def test_every_rule_that_may_use_a_gpu_asks_slurm_for_one_on_a_gpu_partition():
+    """Each rule that may run on a GPU declares gpu=1; the Slurm profile keeps it 0 on its CPU partition and, set
+    to 1 as its SITE note says, the executor plugin asks for --gpus=1 for each (a whole node for none)."""
+
+    plugin = pytest.importorskip("snakemake_executor_plugin_slurm.utils", reason="pip install -e '.[slurm]'")
+
+    class Job:
+        def __init__(self, **resources):
+            self.resources = type("Resources", (dict,), {"__getattr__": dict.__getitem__})(resources)
+
+    rules = {}
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^(?=rule |    rule )", smk.read_text(), flags=re.M):
+            name = re.match(r"\s*rule (\w+):", block)
+            if name:
+                rules[name.group(1)] = "gpu=1" in block
+    assert {r for r, gpu in rules.items() if gpu} == {"pretrain", "prepare", "train_method", "evaluate", "latency"}
+    profile = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    for rule, gpu in rules.items():
+        resources = {**profile["default-resources"], **profile["set-resources"].get(rule, {})}
+        assert not gpu or resources["gpu"] == 0  # the CPU partition as shipped
+        if gpu:
+            on_a_gpu_partition = plugin.set_gres_string(Job(**{**resources, "gpu": 1}))
+            assert on_a_gpu_partition.strip() == "--gpus=1"
+        assert "--exclusive" not in str(resources.get("slurm_extra", ""))  # asked for by the user only
