@@ -277,7 +277,10 @@ def shape_published(claim: Claim, name: str, ev: Evidence, dataset: str, backbon
         k, total = blocks_at_least(claim.blocks_frac, int(blocks.iloc[0])), int(blocks.iloc[0])
         differs += [f"blocks kept ({k} of {total})"] if abs(k / total - claim.blocks_frac) > 0.005 else []
     paper = " ".join(filter(None, [claim.dataset, claim.backbone or "(backbone not stated)", claim.published]))
-    return f"(shape) paper: {paper}; here: " + (f"other {', '.join(differs)}" if differs else "as in the paper")
+    if not differs:
+        return f"(shape) paper: {paper}; here: as in the paper"
+    same = "the paper's dataset, " if dataset == claim.dataset else ""  # e.g. CIFAR-10 at a shorter schedule
+    return f"(shape) paper: {paper}; here: {same}other {', '.join(differs)}"
 
 
 # ---------------------------------------------------------------- numeric claims

@@ -235,6 +235,9 @@ def test_shape_rows_name_the_papers_setting_and_the_mismatch():
     assert table.loc["beats-blockdrop", "published"].startswith("(shape) paper: cifar10 resnet110 at 20 of 54 blocks")
     assert table.loc["beats-blockdrop", "published"].endswith("blocks kept (4 of 9)" + deviation)
     assert table.loc["policy-beats-random-blocks", "published"] == "(shape; ours: no paper setting)" + deviation
+    summary, records = _table(pts, dataset="cifar10", backbone="resnet20", num_blocks=9)  # the second default
+    table = claims_table(summary, {"dlp": get_method("dlp")}, records).set_index("claim")
+    assert "; here: the paper's dataset, other backbone (resnet20), blocks kept" in table.loc["beats-blockdrop", "published"]
 
 
 def test_a_claim_about_pruning_is_not_decided_by_the_no_pruning_point():
