@@ -1,4 +1,4 @@
-"""How long the default workflow will take on this machine, before it starts.
+"""How long the default workflows (Fashion-MNIST and CIFAR-10) will take on this machine, before they start.
 
 Times the plain training loop of `benchmarks/train_throughput.py` (the yardstick: contiguous, eager, fp32;
 about a minute), detects whether training steps will run in bf16 (native bf16: AVX512-BF16 or AMX) or fp32
@@ -57,15 +57,17 @@ def main():
     kind = machine_class()
     speed = yardstick(args.rounds, args.steps)
     print(f"this machine: {kind} ({'bf16' if kind == 'bf16' else 'fp32'} training steps), plain loop {speed:.0f} images/s")
-    found = record(kind)
-    if found is None:
-        print(f"default (config/config.yaml): no record for a {kind} machine yet; a bf16 CPU record scales to "
-              f"{minutes(float(record('bf16')['plain_loop_epochs']), speed):.0f} min at this yardstick (a lower bound "
-              f"for fp32 steps)")
-    else:
-        epochs = float(found["plain_loop_epochs"])
-        print(f"default (config/config.yaml): about {minutes(epochs, speed):.0f} min ({epochs:g} plain-loop epochs "
-              f"of {EPOCH_IMAGES:,} images; {found['source']})")
+    for config in ("config/config.yaml", "config/cifar10.yaml"):
+        found = record(kind, config)
+        if found is None:
+            bf16 = record("bf16", config)
+            print(f"{config}: no record for a {kind} machine yet" + (
+                f"; the bf16 CPU record scales to {minutes(float(bf16['plain_loop_epochs']), speed):.0f} min at this "
+                f"yardstick (a lower bound for fp32 steps)" if bf16 else ""))
+        else:
+            epochs = float(found["plain_loop_epochs"])
+            print(f"{config}: about {minutes(epochs, speed):.0f} min ({epochs:g} plain-loop epochs "
+                  f"of {EPOCH_IMAGES:,} images; {found['source']})")
     print("smoke (config/smoke.yaml): about 2-3 min (start-up bound: 131 s on 2026-12-03)")
 
 
