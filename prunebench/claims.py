@@ -96,9 +96,10 @@ class Evidence:
     the method whose trained models it runs (whose seed variance it may use)."""
 
     def __init__(self, rows: pd.DataFrame, records: Callable[[pd.Series], pd.DataFrame] | None = None,
-                 parents: dict[str, str] | None = None):
+                 parents: dict[str, str] | None = None, identities: dict[str, float] | None = None):
         self.rows = self._all = rows
         self.parents = parents or {}
+        self.identities = identities or {}  # method -> its no-pruning train budget
         import pandas as pd
 
         self._records = records or (lambda row: pd.read_parquet(row["records"], columns=["correct", "macs"]))
@@ -128,7 +129,11 @@ class Evidence:
         `train_budget` whose training was replicated uses that training's own spread: a controller's spread depends
         on where its knob puts it (RNP's at p = -0.5 is many times its spread at p = 0, where it keeps everything)."""
         if value not in self._variances:
-            self._variances[value] = stats.seed_variances(self._all, SUMMARY_COLUMN[value], set(self.parents),
+            rows = self._all
+            if value == "macs":  # a no-pruning training's cost barely varies: it says nothing of a pruning budget's
+                identity = rows["method"].map(self.identities)
+                rows = rows[identity.isna() | (rows["train_budget"] != identity)]
+            self._variances[value] = stats.seed_variances(rows, SUMMARY_COLUMN[value], set(self.parents),
                                                           pool=value == "correct", given=self._given())
         methods, pooled = self._variances[value]
         mine = methods.get(method, stats.UNMEASURED)
@@ -443,7 +448,10 @@ def claims_table(summary: pd.DataFrame, methods: dict, records: Callable | None 
     ok = summary["status"] == "ok" if "status" in summary else pd.Series(True, index=summary.index)
     measured, diverged = summary[ok], summary[~ok]
     parents = derived_parents(methods)
-    evidence = {(d, b): Evidence(measured[(measured["dataset"] == d) & (measured["backbone"] == b)], records, parents)
+    identities = {n: m.no_pruning for n, m in methods.items()
+                  if isinstance(getattr(m, "no_pruning", None), (int, float))}
+    evidence = {(d, b): Evidence(measured[(measured["dataset"] == d) & (measured["backbone"] == b)], records, parents,
+                                 identities)
                 for d, b in summary[["dataset", "backbone"]].drop_duplicates().itertuples(index=False)}
     out = [row for name, method in sorted(methods.items())
            for row in method_rows(name, method, evidence, diverged, name in set(summary["method"]))]

@@ -289,6 +289,11 @@ def test_a_learned_cost_is_judged_with_the_spread_of_its_own_replicated_training
     assert "rnp at 0 1 df" in noise_text(cost) and cost.half_width < 0.01
     borrowed = interval(Evidence(one, records_one).at_point("rnp", 0.0, 0.0, value="macs"))
     assert "rnp 1 df" in noise_text(borrowed) and borrowed.half_width > 0.2
+    # a budget not replicated borrows the pruning budgets' spread, not the no-pruning point's (0.966 / 0.967)
+    extra, records_extra = per_image(_table(base + [("rnp", 0.0, 0.0, s, 0.93, c) for s, c in ((0, 0.966), (1, 0.967))]
+                                            + [("rnp", -1.0, -1.0, 0, 0.85, 0.17)]))
+    ev = Evidence(extra, records_extra, identities={"rnp": 0.0})
+    assert "rnp 1 df" in noise_text(interval(ev.at_point("rnp", -1.0, -1.0, value="macs")))
     # the cost holds, so the accuracy decides the row (its distance is in accuracy); borrowed, the cost decides
     assert "of dense MACs" not in claims_table(both, rnp, records).set_index("claim").loc["sanity", "distance"]
     row = claims_table(one, rnp, records_one).set_index("claim").loc["sanity"]
