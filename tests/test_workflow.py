@@ -136,7 +136,8 @@ def test_a_derived_method_follows_its_parent(smoke):
     jobs = planned_jobs(snakemake(smoke, "-n", "--cores", "2", config=changed))
     n = len(cfg["methods"]["lcnet"]["train_budgets"]) + len(cfg["methods"]["lcnet_seq"]["train_budgets"])
     assert jobs == {"train_method": n, "evaluate": n, "gather": 1, "plot": 1, "cost": 1, "all": 1}
-    seq = smoke / "results/synthetic/resnet8/seed0/lcnet_seq/0.5/model.pt"
+    budget = cfg["methods"]["lcnet_seq"]["train_budgets"][0]
+    seq = smoke / f"results/synthetic/resnet8/seed0/lcnet_seq/{budget:g}/model.pt"
     assert torch.load(seq, weights_only=False)["meta"]["method"] == "lcnet_seq"
 
 
