@@ -209,8 +209,7 @@ def replicate_budgets(cfg: dict, method: str, backbone: str) -> list:
     if method == "dense" or m.derived_from or m.budget_multiple > 1 or not train:
         return []
     middle = sorted(train)[(len(train) - 1) // 2]
-    sanity = [b for b in train if isinstance(m.no_pruning, (int, float)) and b == m.no_pruning and b != middle]
-    return [middle, *sanity]
+    return [middle] + ([m.no_pruning] if m.no_pruning in train and m.no_pruning != middle else [])
 
 
 def backbone_seed(cfg: dict, seed: int) -> int:

@@ -321,9 +321,8 @@ class StepTotals:
         if not self.steps:
             return loss_sum, correct
         losses = torch.stack(self.losses).tolist()
-        hits = [0.0 if h is None else h for h in self.hits]
-        hits = torch.stack([torch.as_tensor(h, dtype=torch.float64, device=self.losses[0].device)
-                            for h in hits]).tolist()
+        zero = self.losses[0].new_zeros((), dtype=torch.float64)
+        hits = torch.stack([zero if h is None else h.double() for h in self.hits]).tolist()
         for step, loss, size, hit in zip(self.steps, losses, self.sizes, hits):
             if not math.isfinite(loss):
                 raise Diverged(name, self.epoch, step, loss)
