@@ -4,6 +4,7 @@ and latency (`prunebench.cli` imports this module only for them)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -20,8 +21,12 @@ from .train import Diverged, TrainSpec, accuracy, fit, set_seed
 
 
 def _dataset(cfg):
+    """The config's dataset, carrying the run's augmentation (the pretrain section's) for every stage."""
     d = cfg["data"]
-    return load_dataset(d["name"], d["path"], val_size=d["val_size"], download=d["download"], **d["synthetic"])
+    data = load_dataset(d["name"], d["path"], val_size=d["val_size"], download=d["download"], **d["synthetic"])
+    spec = TrainSpec.from_dict(cfg["pretrain"], "pretrain")
+    return dataclasses.replace(data, augment_pad=data.augment_pad if spec.augment_pad is None else spec.augment_pad,
+                               augment_flip=data.augment_flip if spec.augment_flip is None else spec.augment_flip)
 
 
 def _run_context(args, cfg, out: Path, **identity) -> RunContext:

@@ -58,6 +58,10 @@ class Dataset:
     classes: list[str]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # the run's training augmentation (the config's pretrain section): every training stage uses it unless it
+    # sets its own, and BN statistics are re-estimated under it (the weights were trained on its statistics)
+    augment_pad: int = 2
+    augment_flip: bool = True
 
     @property
     def in_channels(self) -> int:
@@ -76,6 +80,10 @@ class Dataset:
         "the first N", which in a class-ordered split (an image folder) are one or two classes."""
         n = len(self.train_x)
         return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:min(images, n)]
+
+    def augmented(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A batch of training images under the run's augmentation."""
+        return augment(x, pad=self.augment_pad, flip=self.augment_flip, generator=generator)
 
     def split(self, which: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The (images, labels) of 'train', 'val' or 'test'."""

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from .api import RunContext, UserError
 from .backbones import GatedResNet
 from .data import Dataset, Normalizer, augment, batch_indices
+from .gates import GatePolicy
 from .io import save_torch
 
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
@@ -42,8 +43,8 @@ class TrainSpec:
     milestones: list = field(default_factory=lambda: [0.5, 0.75])  # fractions of training (step)
     gamma: float = 0.1
     warmup_frac: float = 0.15                                       # onecycle ramp-up share
-    augment_pad: int = 2
-    augment_flip: bool = True
+    augment_pad: int | None = None                                   # None: the data's (the run's augmentation)
+    augment_flip: bool | None = None
     channels_last: bool = True
     compile: str = "auto"                                            # auto | on | off
     precision: str = "auto"                                          # auto | fp32 | bf16 (see autocast_dtype)
@@ -207,9 +208,12 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
     n = len(data.train_x)
     steps_per_epoch = epoch_steps(spec, n)
     total_steps = steps_per_epoch * spec.epochs
+    pad = data.augment_pad if spec.augment_pad is None else spec.augment_pad
+    flip = data.augment_flip if spec.augment_flip is None else spec.augment_flip
     history, start_epoch = [], 0
     ckpt_path = run.checkpoint(name)
-    settings = {"spec": asdict(spec), "seed": run.seed, "data": data.name, "n_train": n, "job": run.identity,
+    settings = {"spec": {**asdict(spec), "augment_pad": pad, "augment_flip": flip}, "seed": run.seed,
+                "data": data.name, "n_train": n, "job": run.identity,
                 "structure": _structure_key(net), "autocast": str(dtype)}
     if ckpt_path is not None and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -251,7 +255,7 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
             step = epoch * steps_per_epoch + i
             for g, base in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = base * lr_factor(spec, step, total_steps)
-            x = augment(data.train_x[idx], pad=spec.augment_pad, flip=spec.augment_flip, generator=gen)
+            x = augment(data.train_x[idx], pad=pad, flip=flip, generator=gen)
             x, y = normalize(x), data.train_y[idx].to(device)
             try:
                 loss, logits = forward_loss(model_for_loss, x, y)
@@ -365,12 +369,14 @@ def mean_cross_entropy(net: nn.Module, x_uint8: torch.Tensor, y: torch.Tensor, n
 
 
 @torch.no_grad()
-def backbone_cross_entropy(net: GatedResNet, data: Dataset, seed: int, images: int = 2048) -> float:
+def backbone_cross_entropy(net: GatedResNet, data: Dataset, seed: int, images: int = 2048,
+                           policy: GatePolicy | None = None) -> float:
     """The unpruned network's mean cross-entropy on a seeded random sample of training images (eval mode, policy
-    off): the unit of the regularisers and penalties set relative to the loss, so one value transfers to
-    another dataset (floored at 1e-3, so a memorised training set does not make the unit vanish)."""
+    off; or under `policy`, on the same sample): the unit of the regularisers and penalties set relative to the
+    loss, so one value transfers to another dataset (floored at 1e-3, so a memorised training set does not make
+    the unit vanish)."""
     idx = torch.randint(len(data.train_x), (images,), generator=torch.Generator().manual_seed(seed * 1_000_003 + 41))
-    policy, net.policy = net.policy, None
+    policy, net.policy = net.policy, policy
     try:
         ce = mean_cross_entropy(net, data.train_x[idx], data.train_y[idx],
                                 Normalizer(data.mean, data.std, next(net.parameters()).device))
@@ -383,8 +389,10 @@ def backbone_cross_entropy(net: GatedResNet, data: Dataset, seed: int, images: i
 def recalibrate_bn(net: GatedResNet, data: Dataset, images: int, batch_size: int = 256,
                    before_batch: Callable[[], None] | None = None, seed: int = 0) -> None:
     """Re-estimate the backbone's BN running statistics on a seeded random sample of `images` training images
-    (no augmentation) with everything else in eval mode, so the statistics match the gates applied at
-    inference; `before_batch()` may change the gating between batches (e.g. draw a budget)."""
+    under the run's augmentation (the statistics the weights were trained with: on CIFAR-10's pad-4 crops,
+    statistics of unaugmented images cost the dense ResNet-20 2.6 pt) with everything else in eval mode, so the
+    statistics match the gates applied at inference; `before_batch()` may change the gating between batches
+    (e.g. draw a budget)."""
     norms = net.backbone_norms()
     device = next(net.parameters()).device
     normalize = Normalizer(data.mean, data.std, device)
@@ -395,11 +403,11 @@ def recalibrate_bn(net: GatedResNet, data: Dataset, images: int, batch_size: int
         m.momentum = None  # a cumulative average over the batches
         m.train()
     try:
-        sample = data.sample(images, seed)
+        sample, gen = data.sample(images, seed), torch.Generator().manual_seed(seed * 1_000_003 + 43)
         for idx in batch_indices(len(sample), batch_size, shuffle=False):
             if before_batch is not None:
                 before_batch()
-            net(normalize(data.train_x[sample[idx]]))
+            net(normalize(data.augmented(data.train_x[sample[idx]], gen)))
     finally:
         for m, momentum in zip(norms, saved):
             m.momentum = momentum
