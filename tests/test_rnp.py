@@ -1,7 +1,9 @@
+import math
+
 import pytest
 import torch
 
-from prunebench.api import copy_backbone
+from prunebench.api import UserError, copy_backbone
 from prunebench.data import Normalizer
 from prunebench.methods.rnp import (DecisionNetwork, ReplayBuffer, RNPPolicy, greedy_actions, mc_targets,
                                     prefix_lengths, pruned_units, q_targets, soft_update, step_rewards)
@@ -124,6 +126,34 @@ def test_alpha_from_the_measured_cross_entropy_and_penalty_per_layer_count(tiny,
     from prunebench.train import backbone_cross_entropy
     ce = backbone_cross_entropy(copy_backbone(backbone), data, 0)
     assert abs(float(line.split()[2].rstrip(",")) - 1 / ce) < 1e-3 * (1 / ce)
+
+
+def test_penalty_in_units_of_a_groups_mean_harm(tiny, caplog):
+    """penalty_unit group_harm: p = -1 is worth alpha * (CE with one group everywhere - CE unpruned) / (T (k - 1))
+    rewards, measured on the pretrained backbone; the narrowest network's loss is the larger."""
+    from prunebench.api import RunContext
+    from prunebench.methods.rnp import RNP, RNPPolicy, pruned_units
+    from prunebench.train import backbone_cross_entropy
+
+    backbone, data = tiny
+    method = RNP()
+    hp = method.resolve_hp({**RNP.quick_hp, "penalty_unit": "group_harm", "rounds": 1, "q_steps": 1,
+                            "finetune": {"epochs": 0}})
+    with caplog.at_level("INFO"):
+        method.train(backbone, data, -2.0, hp, RunContext(seed=0))
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("rnp: alpha"))
+    net = copy_backbone(backbone)
+    policy = RNPPolicy(net, pruned_units(net), 4, 8, 8)
+    policy.q.heads = torch.nn.ModuleList(torch.nn.Linear(8, 4) for _ in policy.widths)
+    for head in policy.q.heads:  # Q-values that always pick the first group
+        torch.nn.init.zeros_(head.weight)
+        head.bias.data = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    full = backbone_cross_entropy(net, data, 0)
+    narrowest = backbone_cross_entropy(net, data, 0, policy=policy)
+    unit = (narrowest - full) / full / (len(policy.widths) * 3)
+    assert narrowest > full and math.isclose(float(line.split()[4]), -2.0 * unit, rel_tol=1e-3)
+    with pytest.raises(UserError, match="penalty_unit"):
+        method.train(backbone, data, -2.0, method.resolve_hp({"penalty_unit": "groups"}), RunContext(seed=0))
 
 
 @pytest.mark.parametrize("targets", ["monte_carlo", "bootstrap"])
