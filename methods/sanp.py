@@ -26,7 +26,7 @@ from prunebench.backbones import GatedResNet
 from prunebench.data import Dataset, Normalizer
 from prunebench.flops import Accountant, controller_macs
 from prunebench.gates import ChannelGate, GatePolicy, module_key, top_k_mask
-from prunebench.train import TrainSpec, epoch_steps, fit, mean_cross_entropy, recalibrate_bn
+from prunebench.train import TrainSpec, epoch_steps, fit, lr_factor, mean_cross_entropy, recalibrate_bn
 
 def saturating_sigmoid(x: torch.Tensor, a: float, b: float) -> torch.Tensor:
     """clamp(a*sigmoid(x) - b, 0, 1) (Kaiser & Sutskever 2015; eq. 7)."""
@@ -202,9 +202,9 @@ class SANP(Method):
         "hash_a": 1.2,         # saturating sigmoid a, b (Kaiser & Bengio's values)
         "hash_b": 0.1,
         "lambda0": 0.01,       # lambda's bound (sec. 4.1.2)
-        # [choice] lambda0 = ratio x CE / mean |s| as fine-tuning starts (start_losses): at full clamp the cost term
-        # weighs `ratio` times the classification loss, whatever the backbone, dataset and schedule; null: lambda0
-        "lambda_ce_ratio": None,
+        # [choice] lambda0 in units of the schedule (schedule_lambda0): the L1 at full clamp alone would carry the
+        # mean saliency to 0 within this share of the fine-tuning steps, whatever the dataset; null: lambda0
+        "lambda_schedule_share": None,
         # [choice] the hashing noise's sd as a fraction of the sample's mean |s| in the layer (null: N(0, 1), the
         # paper's): s's scale is free (BN's affine makes up for it), so a fixed sd turns into coin flips once the
         # L1 has shrunk s, and into no noise if s grows
@@ -304,9 +304,9 @@ class SANP(Method):
         steps = itertools.count()
         total_steps = spec.epochs * epoch_steps(spec, len(data.train_x))
         lambda0 = hp["lambda0"]
-        if hp["lambda_ce_ratio"] is not None:  # measured before fit, so that a resumed job finds the same value
+        if hp["lambda_schedule_share"] is not None:  # measured before fit, so that a resumed job finds the same value
             ce, l1 = start_losses(net, data, filters)
-            lambda0 = hp["lambda_ce_ratio"] * ce / l1
+            lambda0 = schedule_lambda0(l1, filters, spec, hp["spm_lr_scale"], total_steps, hp["lambda_schedule_share"])
             run.log.info("%s: lambda0 = %.4g (cross-entropy %.4f, mean |s| %.4f)", self.name, lambda0, ce, l1)
 
         def loss_fn(model, x, y):
@@ -395,6 +395,16 @@ class SANPFixedK(SANP):
 
     def _follow_budget(self, policy, budget):
         policy.keep_fraction = fraction_for_cost(*policy.cost_table, budget)
+
+
+def schedule_lambda0(mean_saliency: float, filters: int, spec: TrainSpec, spm_lr_scale: float, total_steps: int,
+                     share: float) -> float:
+    """The lambda0 at which the L1 term alone would carry the mean saliency to 0 within `share` of the fine-tuning
+    steps: through an SPM's output bias its gradient is lambda0 / N every step, which momentum SGD at the SPMs'
+    scheduled rates turns into lr / (1 - momentum) per step."""
+    steps = max(1, round(share * total_steps))
+    travel = sum(lr_factor(spec, t, total_steps) for t in range(steps)) * spec.lr * spm_lr_scale / (1 - spec.momentum)
+    return mean_saliency * filters / travel
 
 
 def start_losses(net: GatedResNet, data: Dataset, filters: int, images: int = 512) -> tuple[float, float]:

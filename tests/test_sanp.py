@@ -7,8 +7,9 @@ from prunebench.api import RunContext
 from prunebench.data import Normalizer
 from prunebench.methods.sanp import (SANP, SANPFixedK, SANPStatic, budget_lambda, cost_by_fraction, costing,
                                      fraction_for_cost, inference_code, ramped_budget, saturating_sigmoid,
-                                     semantic_hash, update_average)
+                                     schedule_lambda0, semantic_hash, update_average)
 from prunebench.flops import Accountant
+from prunebench.train import TrainSpec, epoch_steps, lr_factor, make_optimizer
 
 
 def _sanp(backbone, variant="sanp"):
@@ -130,16 +131,33 @@ def test_relative_noise_codes_do_not_depend_on_the_saliencies_scale():
     assert codes[0.01, None].float().mean() < 0.6 < codes[1.0, None].float().mean()
 
 
-def test_lambda0_from_the_cross_entropy(tiny, caplog):
+def test_lambda0_in_units_of_the_schedule_carries_a_saliency_to_zero_within_its_share(tiny, caplog):
+    """The L1 alone at lambda0 moves an SPM's output bias by lambda0 / N a step: the fine-tuning's own optimizer
+    (momentum SGD on its schedule) takes a bias from the mean saliency to ~0 in the share of the steps."""
+    spec = TrainSpec.from_dict({"epochs": 1, "lr": 0.01, "schedule": "cosine"})
+    lambda0 = schedule_lambda0(3.0, 688, spec, 10.0, 400, 0.25)
+    bias = torch.nn.Parameter(torch.tensor(3.0))
+    optimizer = make_optimizer([{"params": [bias], "lr": spec.lr * 10.0}], spec)
+    for t in range(100):
+        optimizer.param_groups[0]["lr"] = spec.lr * 10.0 * lr_factor(spec, t, 400)
+        optimizer.zero_grad()
+        (lambda0 / 688 * bias).backward()
+        optimizer.step()
+    assert abs(float(bias.detach())) < 0.15 * 3.0  # momentum's first steps are shorter: a little short of 0
+
     backbone, data = tiny
     method = SANP()
-    hp = method.resolve_hp({"lambda_ce_ratio": 2.0, "warmup": {"epochs": 1, "batch_size": 64},
+    hp = method.resolve_hp({"lambda_schedule_share": 0.5, "warmup": {"epochs": 1, "batch_size": 64},
                             "finetune": {"epochs": 1, "batch_size": 64}})
     with caplog.at_level("INFO"):
         method.train(backbone, data, 0.5, hp, RunContext(seed=0))
     words = next(r.getMessage() for r in caplog.records if "lambda0 =" in r.getMessage()).split()
-    lambda0, ce, l1 = (float(words[i].strip("(),")) for i in (3, 5, 8))  # "sanp: lambda0 = L (cross-entropy C, mean |s| S)"
-    assert math.isclose(lambda0, 2.0 * ce / l1, rel_tol=1e-3) and ce > 0 and math.isclose(l1, 3.0, rel_tol=0.2)
+    logged, l1 = float(words[3]), float(words[8].strip("(),"))  # "sanp: lambda0 = L (cross-entropy C, mean |s| S)"
+    net = method._gated(backbone, hp, RunContext())
+    filters = sum(net.unit(u).out_channels for u in net.policy.gated_units)
+    steps = epoch_steps(TrainSpec.from_dict(hp["finetune"]), len(data.train_x))
+    expected = schedule_lambda0(l1, filters, TrainSpec.from_dict(hp["finetune"]), hp["spm_lr_scale"], steps, 0.5)
+    assert math.isclose(logged, expected, rel_tol=1e-3) and math.isclose(l1, 3.0, rel_tol=0.2)
 
 
 def test_training_curves_one_value_per_step_kept_by_a_resumed_job_and_in_the_evaluation(tiny, tmp_path):
@@ -162,7 +180,7 @@ def test_training_curves_one_value_per_step_kept_by_a_resumed_job_and_in_the_eva
 def test_fixed_k_budget_term_never_rewards_growing_saliencies(tiny):
     backbone, data = tiny
     method = SANPFixedK()
-    hp = method.resolve_hp({"lambda_ce_ratio": 450.0, "warmup": {"epochs": 1, "batch_size": 64},
+    hp = method.resolve_hp({"lambda_schedule_share": 0.25, "warmup": {"epochs": 1, "batch_size": 64},
                             "finetune": {"epochs": 2, "batch_size": 32}})
     curves = method.train(backbone, data, 0.5, hp, RunContext(seed=0)).training_curves
     assert min(curves["lambda x L1 / N"]) >= 0 and all(math.isfinite(v) for v in curves["cross-entropy"])
