@@ -404,7 +404,8 @@ class DLP(Method):
         """Imitation: the policy's scores learn the expert's order (backbone untouched)."""
         idx = expert["indices"]
         ranks_data = Dataset("dlp-expert", data.train_x[idx], expert["ranks"].long(), data.val_x[:0],
-                             data.val_y[:0], data.test_x, data.test_y, data.classes, data.mean, data.std)
+                             data.val_y[:0], data.test_x, data.test_y, data.classes, data.mean, data.std,
+                             augment_pad=0, augment_flip=False)  # the ranks are the uncropped image's
         spec = TrainSpec.from_dict(hp["imitation"], "dlp.imitation")
 
         def loss_fn(model, x, ranks):

@@ -228,7 +228,8 @@ class RNP(Method):
     knob = "penalty"          # p < 0, the reward per extra channel group: more negative, fewer groups
     no_pruning = 0.0          # no penalty: the best policy keeps every group (the Q-function must learn it)
     no_pruning_learned = True
-    deviations = ("Monte-Carlo decision targets, zero-initialised Q-heads, epsilon 0.3 -> 0.05",)
+    deviations = ("Monte-Carlo decision targets, zero-initialised Q-heads, epsilon 0.3 -> 0.05",
+                  "p in units of a channel group's measured harm (penalty_unit)")
     test_time_knob = False
     hyperparameters = {
         "groups": 4,          # k (starting values from a public reproduction of RNP)
@@ -285,6 +286,8 @@ class RNP(Method):
             raise UserError(f"{self.name}: targets must be 'bootstrap' or 'monte_carlo', not {hp['targets']!r}")
         if hp["penalty_unit"] not in (None, "group_harm"):
             raise UserError(f"{self.name}: penalty_unit must be 'group_harm' or null, not {hp['penalty_unit']!r}")
+        if hp["penalty_unit"] and hp["penalty_layers"]:  # the unit is per step of this network already
+            raise UserError(f"{self.name}: penalty_unit and penalty_layers both rescale p by depth; set one of them")
         if not all(v is None or (isinstance(v, (int, float)) and v > 0) for v in (hp["alpha"], hp["penalty_layers"])):
             raise UserError(f"{self.name}: alpha and penalty_layers must be positive numbers or null")
         net = copy_backbone(backbone, run.device)
@@ -297,8 +300,9 @@ class RNP(Method):
         policy.generator = torch.Generator().manual_seed(run.seed * 1_000_003 + 29)  # epsilon draws
         # alpha and the penalty's unit from the pretrained backbone, before a resumed round's fine-tuning could
         # change them
-        hp = {**hp, "penalty": float(budget) * self._penalty_unit(net, policy, data, hp, run)}
-        hp["alpha"] = hp["alpha"] or 1 / backbone_cross_entropy(net, data, run.seed)
+        full = backbone_cross_entropy(net, data, run.seed)
+        hp = {**hp, "alpha": hp["alpha"] or 1 / full}
+        hp["penalty"] = float(budget) * self._penalty_unit(net, policy, data, hp, full, run)
         start = self._resume(run, net, target, optimizer, draws, policy)
         if hp["penalty_layers"]:
             hp["penalty"] *= hp["penalty_layers"] / len(policy.widths)
@@ -311,19 +315,21 @@ class RNP(Method):
         policy.epsilon = 0.0
         return net.eval()
 
-    def _penalty_unit(self, net, policy, data, hp, run) -> float:
+    def _penalty_unit(self, net, policy, data, hp, full: float, run) -> float:
         """What p = -1 is worth in rewards: 1 (the paper's absolute p) or, with `penalty_unit: group_harm`, the
-        mean harm of one group, alpha * (CE at the narrowest action everywhere - CE unpruned) / (T * (k - 1))."""
+        mean harm of one group, alpha * (CE at the narrowest action everywhere - CE unpruned `full`) / (T * (k - 1))."""
         if hp["penalty_unit"] is None:
             return 1.0
-        full = backbone_cross_entropy(net, data, run.seed)
         saved, policy.q_bias = policy.q_bias, -1e6  # outweighs any Q-value: the first group everywhere
         try:
             narrowest = backbone_cross_entropy(net, data, run.seed, policy=policy)
         finally:
             policy.q_bias = saved
-        alpha = hp["alpha"] or 1 / full
-        unit = alpha * max(narrowest - full, 0.0) / (len(policy.widths) * max(hp["groups"] - 1, 1))
+        if narrowest <= full or hp["groups"] < 2:
+            raise UserError(f"{self.name}: penalty_unit group_harm needs a narrowest network worse than the unpruned "
+                            f"one (cross-entropy {narrowest:.4f} against {full:.4f}, {hp['groups']} groups); set "
+                            "penalty_unit: null to give p in reward units")
+        unit = hp["alpha"] * (narrowest - full) / (len(policy.widths) * (hp["groups"] - 1))
         run.log.info("rnp: cross-entropy %.4f unpruned, %.4f at the narrowest actions: p's unit %.4g", full,
                      narrowest, unit)
         return unit

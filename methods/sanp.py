@@ -173,7 +173,7 @@ class SANP(Method):
     no_pruning = 1.0
     variant = "sanp"
     deviations = ("the budget ramped down (budget_ramp)", "p_t from inference codes",
-                  "BN statistics recalibrated")
+                  "BN statistics recalibrated", "lambda0 in units of the schedule (lambda_schedule_share)")
     densify = True  # eq. 10's negative lambda below the budget lets the saliencies grow back
     knob = "flops_frac"
     test_time_knob = False
@@ -245,6 +245,10 @@ class SANP(Method):
         hp = super().resolve_hp(hp)
         if hp["cost_from"] not in ("inference", "training"):
             raise UserError(f"{self.name}: cost_from must be 'inference' or 'training', not {hp['cost_from']!r}")
+        share, spec = hp["lambda_schedule_share"], TrainSpec.from_dict(hp["finetune"], f"{self.name}.finetune")
+        if share is not None and not (0 < share <= 1 and spec.optimizer == "sgd" and spec.momentum < 1):
+            raise UserError(f"{self.name}: lambda_schedule_share must be in (0, 1] with a momentum SGD fine-tuning "
+                            f"(momentum < 1), not {share!r} with {spec.optimizer} at momentum {spec.momentum}")
         return hp
 
     def _gated(self, backbone: GatedResNet, hp: dict, run) -> GatedResNet:

@@ -127,7 +127,7 @@ class Evidence:
         """The seed variance `method`'s estimates use (`stats.choose`; `own`: its own), accuracy's pooled across
         methods; the dense network, unreplicated, is the fixed reference every replicate starts from. A cost at a
         `train_budget` whose training was replicated uses that training's own spread: a controller's spread depends
-        on where its knob puts it (RNP's at p = -0.5 is many times its spread at p = 0, where it keeps everything)."""
+        on where its knob puts it (RNP's at a pruning p is many times its spread at p = 0, where it keeps everything)."""
         if value not in self._variances:
             rows = self._all
             if value == "macs":  # a no-pruning training's cost barely varies: it says nothing of a pruning budget's

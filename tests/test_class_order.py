@@ -52,8 +52,9 @@ def test_recalibrated_statistics_do_not_depend_on_the_order():
 
 
 def test_sanp_start_loss_does_not_depend_on_the_order():
-    """SANP's lambda0 comes from the cross-entropy at the start: class 0 favoured by the head, so one class's
-    images would give a loss far from all classes' (the first 512 of the sorted set are all class 0)."""
+    """SANP's start losses (the cross-entropy logged beside lambda0, and the mean |s| lambda0 comes from) are measured
+    on a random sample: class 0 favoured by the head, so one class's images would give a loss far from all classes'
+    (the first 512 of the sorted set are all class 0)."""
     ordered, shuffled = _sorted_and_shuffled()
     method = SANP()
     hp = method.resolve_hp(None)

@@ -140,7 +140,8 @@ def test_penalty_in_units_of_a_groups_mean_harm(tiny, caplog):
     hp = method.resolve_hp({**RNP.quick_hp, "penalty_unit": "group_harm", "rounds": 1, "q_steps": 1,
                             "finetune": {"epochs": 0}})
     with caplog.at_level("INFO"):
-        method.train(backbone, data, -2.0, hp, RunContext(seed=0))
+        trained = method.train(backbone, data, -2.0, hp, RunContext(seed=0))
+    assert trained.policy.q_bias == 0.0  # the narrowest actions were forced only to measure the unit
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("rnp: alpha"))
     net = copy_backbone(backbone)
     policy = RNPPolicy(net, pruned_units(net), 4, 8, 8)
@@ -154,6 +155,9 @@ def test_penalty_in_units_of_a_groups_mean_harm(tiny, caplog):
     assert narrowest > full and math.isclose(float(line.split()[4]), -2.0 * unit, rel_tol=1e-3)
     with pytest.raises(UserError, match="penalty_unit"):
         method.train(backbone, data, -2.0, method.resolve_hp({"penalty_unit": "groups"}), RunContext(seed=0))
+    with pytest.raises(UserError, match="set one of them"):
+        method.train(backbone, data, -2.0, method.resolve_hp({"penalty_unit": "group_harm", "penalty_layers": 18}),
+                     RunContext(seed=0))
 
 
 @pytest.mark.parametrize("targets", ["monte_carlo", "bootstrap"])

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from prunebench.api import RunContext
+from prunebench.api import RunContext, UserError
 from prunebench.data import Normalizer
 from prunebench.methods.sanp import (SANP, SANPFixedK, SANPStatic, budget_lambda, cost_by_fraction, costing,
                                      fraction_for_cost, inference_code, ramped_budget, saturating_sigmoid,
@@ -158,6 +158,9 @@ def test_lambda0_in_units_of_the_schedule_carries_a_saliency_to_zero_within_its_
     steps = epoch_steps(TrainSpec.from_dict(hp["finetune"]), len(data.train_x))
     expected = schedule_lambda0(l1, filters, TrainSpec.from_dict(hp["finetune"]), hp["spm_lr_scale"], steps, 0.5)
     assert math.isclose(logged, expected, rel_tol=1e-3) and math.isclose(l1, 3.0, rel_tol=0.2)
+    for bad in ({"lambda_schedule_share": 0}, {"lambda_schedule_share": 0.25, "finetune": {"optimizer": "adam"}}):
+        with pytest.raises(UserError, match="lambda_schedule_share"):
+            method.resolve_hp(bad)
 
 
 def test_training_curves_one_value_per_step_kept_by_a_resumed_job_and_in_the_evaluation(tiny, tmp_path):

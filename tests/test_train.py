@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -232,7 +234,7 @@ def test_training_stages_use_the_runs_augmentation_unless_they_set_their_own(tin
     from prunebench.cli_models import _dataset
     from prunebench.config import load_config
 
-    cfg = load_config("config/smoke.yaml")
+    cfg = load_config(Path(__file__).parent.parent / "config" / "smoke.yaml")
     cfg["pretrain"] = {**cfg["pretrain"], "augment_pad": 3, "augment_flip": False}
     assert (_dataset(cfg).augment_pad, _dataset(cfg).augment_flip) == (3, False)
     backbone, data = tiny
