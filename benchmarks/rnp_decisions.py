@@ -21,6 +21,7 @@ from prunebench.config import load_config
 from prunebench.data import load_dataset
 from prunebench.evaluate import evaluate
 from prunebench.methods.rnp import RNPPolicy, pruned_units
+from prunebench.train import backbone_cross_entropy
 
 
 def decisions_only(method, backbone, data, hp, penalty: float, seed: int = 0):
@@ -33,7 +34,9 @@ def decisions_only(method, backbone, data, hp, penalty: float, seed: int = 0):
     optimizer = torch.optim.Adam(policy.q.parameters(), lr=hp["q_lr"])
     draws = torch.Generator().manual_seed(seed * 1_000_003 + 17)
     policy.generator = torch.Generator().manual_seed(seed * 1_000_003 + 29)
-    hp = {**hp, "alpha": hp["alpha"] or 1 / method._cross_entropy(net, data, seed), "penalty": penalty}
+    full = backbone_cross_entropy(net, data, seed)
+    hp = {**hp, "alpha": hp["alpha"] or 1 / full}
+    hp["penalty"] = penalty * method._penalty_unit(net, policy, data, hp, full, RunContext(seed=seed))  # config's unit
     for round_ in range(hp["rounds"]):
         method._learn_decisions(net, target, optimizer, draws, data, hp, RunContext(seed=seed), round_)
     return net
@@ -59,7 +62,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("backbone")
     parser.add_argument("--config", default="config/config.yaml")
-    parser.add_argument("--penalties", type=float, nargs="+", default=[0.0, -0.003, -0.01])
+    parser.add_argument("--penalties", type=float, nargs="+", default=[0.0, -1.25, -2.5],
+                        help="in the config's unit (penalty_unit)")
     parser.add_argument("--targets", nargs="+", default=["bootstrap", "monte_carlo"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
