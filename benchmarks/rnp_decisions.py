@@ -6,7 +6,7 @@ A decision network that learns keeps nearly every group at p = 0 (>= 0.9 of dens
 negative penalty, costs less than random actions with higher accuracy than random actions at that cost. The
 backbone is a pretrained model file (e.g. the default run's results/fashion_mnist/resnet20/seed0/pretrain/model.pt);
 the decision hyperparameters are the default config's (rounds x q_steps updates, no fine-tuning between).
-Usage: python benchmarks/rnp_decisions.py BACKBONE [--penalties 0 -0.003 -0.01] [--targets bootstrap monte_carlo] [--set q_lr=1e-3]
+Usage: python benchmarks/rnp_decisions.py BACKBONE [--penalties 0 -1.25 -2.5] [--targets bootstrap monte_carlo] [--set q_lr=1e-3]
 """
 
 import argparse
