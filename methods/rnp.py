@@ -229,7 +229,7 @@ class RNP(Method):
     no_pruning = 0.0          # no penalty: the best policy keeps every group (the Q-function must learn it)
     no_pruning_learned = True
     deviations = ("Monte-Carlo decision targets, zero-initialised Q-heads, epsilon 0.3 -> 0.05",
-                  "p in units of a channel group's measured harm (penalty_unit)")
+                  "p in units of a channel group's measured harm (penalty_unit, where set)")
     test_time_knob = False
     hyperparameters = {
         "groups": 4,          # k (starting values from a public reproduction of RNP)

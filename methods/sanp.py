@@ -173,7 +173,7 @@ class SANP(Method):
     no_pruning = 1.0
     variant = "sanp"
     deviations = ("the budget ramped down (budget_ramp)", "p_t from inference codes",
-                  "BN statistics recalibrated", "lambda0 in units of the schedule (lambda_schedule_share)")
+                  "BN statistics recalibrated", "lambda0 in units of the schedule (lambda_schedule_share, where set)")
     densify = True  # eq. 10's negative lambda below the budget lets the saliencies grow back
     knob = "flops_frac"
     test_time_knob = False

@@ -376,12 +376,12 @@ def backbone_cross_entropy(net: GatedResNet, data: Dataset, seed: int, images: i
     loss, so one value transfers to another dataset (floored at 1e-3, so a memorised training set does not make
     the unit vanish)."""
     idx = torch.randint(len(data.train_x), (images,), generator=torch.Generator().manual_seed(seed * 1_000_003 + 41))
-    policy, net.policy = net.policy, policy
+    saved, net.policy = net.policy, policy
     try:
         ce = mean_cross_entropy(net, data.train_x[idx], data.train_y[idx],
                                 Normalizer(data.mean, data.std, next(net.parameters()).device))
     finally:
-        net.policy = policy
+        net.policy = saved
     return max(ce, 1e-3)
 
 
