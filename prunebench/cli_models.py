@@ -24,9 +24,8 @@ def _dataset(cfg):
     """The config's dataset, carrying the run's augmentation (the pretrain section's) for every stage."""
     d = cfg["data"]
     data = load_dataset(d["name"], d["path"], val_size=d["val_size"], download=d["download"], **d["synthetic"])
-    spec = TrainSpec.from_dict(cfg["pretrain"], "pretrain")
-    return dataclasses.replace(data, augment_pad=data.augment_pad if spec.augment_pad is None else spec.augment_pad,
-                               augment_flip=data.augment_flip if spec.augment_flip is None else spec.augment_flip)
+    pad, flip = TrainSpec.from_dict(cfg["pretrain"], "pretrain").augmentation(data)
+    return dataclasses.replace(data, augment_pad=pad, augment_flip=flip)
 
 
 def _run_context(args, cfg, out: Path, **identity) -> RunContext:

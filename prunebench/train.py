@@ -50,6 +50,11 @@ class TrainSpec:
     precision: str = "auto"                                          # auto | fp32 | bf16 (see autocast_dtype)
     epoch_images: int = 0                                            # images per epoch, a fresh random subset (0: all)
 
+    def augmentation(self, data: Dataset) -> tuple[int, bool]:
+        """(pad, flip) this stage trains with: its own where set, else the data's (the run's)."""
+        return (data.augment_pad if self.augment_pad is None else self.augment_pad,
+                data.augment_flip if self.augment_flip is None else self.augment_flip)
+
     @classmethod
     def from_dict(cls, d: dict | None, where: str = "train") -> "TrainSpec":
         d = dict(d or {})
@@ -208,8 +213,7 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
     n = len(data.train_x)
     steps_per_epoch = epoch_steps(spec, n)
     total_steps = steps_per_epoch * spec.epochs
-    pad = data.augment_pad if spec.augment_pad is None else spec.augment_pad
-    flip = data.augment_flip if spec.augment_flip is None else spec.augment_flip
+    pad, flip = spec.augmentation(data)
     history, start_epoch = [], 0
     ckpt_path = run.checkpoint(name)
     settings = {"spec": {**asdict(spec), "augment_pad": pad, "augment_flip": flip}, "seed": run.seed,
