@@ -16,7 +16,7 @@ from prunebench.api import Method, UserError, copy_backbone
 from prunebench.claims import Claim
 from prunebench.backbones import build_backbone
 from prunebench.gates import UpfrontBlockGates
-from prunebench.train import TrainSpec, fit
+from prunebench.train import TrainSpec, fit, recalibrate_bn
 
 
 def blockdrop_reward(logits: torch.Tensor, targets: torch.Tensor, policy: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -78,6 +78,7 @@ class BlockDrop(Method):
                     dense_accuracy=0.932, margin=0.005),)
 
     name = "blockdrop"
+    deviations = ("the backbone at a lower rate than the policy, BN statistics re-estimated (where set)",)
     knob = "gamma"            # the penalty for a wrong prediction: larger keeps more blocks
     test_time_knob = False
     # The curriculum does not depend on gamma: like the official runs, one curriculum policy per
@@ -92,6 +93,14 @@ class BlockDrop(Method):
                        "schedule": "constant", "compile": "off"},
         "finetune": {"epochs": 20, "batch_size": 256, "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0,
                      "schedule": "constant", "compile": "off"},
+        # [choice] the backbone's rate in the joint stage as a multiple of the policy's (official: 1, one Adam at
+        # 1e-4): with the policy at a larger rate for a short schedule, the backbone keeps the official 1e-4
+        "backbone_lr_scale": 1.0,
+        # [choice] BN statistics re-estimated under the greedy (test-time) policy after the joint stage, on this
+        # many training images (0: off, the official code): that stage runs the backbone in train mode under
+        # sampled policies, which drop each block with probability >= 1 - alpha, so its running statistics are
+        # those of networks the test never runs (CIFAR-10, gamma 8, every block kept: 82.25 -> 83.12 %)
+        "recalibrate_images": 0,
     }
     quick_hp = {"curriculum": {"epochs": 3, "batch_size": 64}, "finetune": {"epochs": 1, "batch_size": 64}}
 
@@ -173,8 +182,13 @@ class BlockDrop(Method):
                                                                train_backbone=True)
             return -(log_prob.sum(1) * advantage).sum() + F.cross_entropy(preds, y), preds
 
-        fit(net, data, TrainSpec.from_dict(hp["finetune"], "blockdrop.finetune"), run, name="blockdrop-finetune",
-            loss_fn=loss_fn)
+        spec = TrainSpec.from_dict(hp["finetune"], "blockdrop.finetune")
+        backbone_params = [p for name, p in net.named_parameters() if not name.startswith("policy.")]
+        fit(net, data, spec, run, name="blockdrop-finetune", loss_fn=loss_fn,
+            params=[{"params": backbone_params, "lr": spec.lr * hp["backbone_lr_scale"]},
+                    {"params": list(policy.parameters())}])
+        if hp["recalibrate_images"] > 0:
+            recalibrate_bn(net, data, hp["recalibrate_images"])
         return net.eval()
 
 

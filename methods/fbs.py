@@ -75,6 +75,17 @@ def remove_norm_affine(net: GatedResNet, unit: str) -> None:
     net.unit(unit).norm = plain
 
 
+@torch.no_grad()
+def start_at_bn_affine(policy: FBSPolicy, affine: dict) -> None:
+    """Each gate as the BN affine it replaces: saliency FC weights 0 and bias gamma, beta = the BN's beta, so
+    that at d = 1 the gated network computes the pretrained function (a gate's ReLU zeroes a negative gamma)."""
+    for unit, (gamma, beta) in affine.items():
+        fc = policy.saliency[module_key(unit)]
+        fc.weight.zero_()
+        fc.bias.copy_(gamma)
+        policy.beta[module_key(unit)].copy_(beta)
+
+
 def gated_units(net: GatedResNet, gate_stem: bool) -> list[str]:
     """Every conv with a BN inside the residual branches, and the stem (as the official ResNet configs)."""
     units = [u for u in net.unit_names() if u.startswith("blocks.") and not u.endswith("shortcut")]
@@ -104,6 +115,7 @@ class FBS(Method):
                     accuracy=0.9059, dense_accuracy=0.9137, margin=0.005),)
 
     name = "fbs"
+    deviations = ("SGD where the official RMSprop is not set", "gates start as the pretrained BN affine (gate_init, where set)")
     knob = "density"
     no_pruning = 1.0
     test_time_knob = False
@@ -111,7 +123,7 @@ class FBS(Method):
     # down from the d = 1 model, within its own training budget: a chain (each density continuing from the
     # next larger's model) would give the lower densities their ancestors' training as well.
     # The d = 1 stage does not depend on the target density: made once per backbone (prepare).
-    artifacts = {"full_density": ("gate_stem", "beta_init", "l1", "init_std", "warmup", "full_density")}
+    artifacts = {"full_density": ("gate_stem", "beta_init", "l1", "init_std", "gate_init", "warmup", "full_density")}
     hyperparameters = {
         "full_density": {"epochs": 2, "lr": 0.01, "schedule": "cosine"},  # fine-tuning at d = 1 first
         "steps": [0.75, 0.5, 0.25],   # densities fine-tuned on the way down to the target
@@ -121,6 +133,10 @@ class FBS(Method):
         "beta_init": 0.1,
         "gate_stem": True,
         "init_std": 0.05,             # gate FC weights: truncated normal (official); 0: torch's default init
+        # "official": FC bias 1, beta beta_init, weights init_std (sec. 3.2); [choice] "pretrained": each gate
+        # starts as the BN affine it replaces (FC weights 0, bias gamma, beta the BN's beta), i.e. the pretrained
+        # function at d = 1
+        "gate_init": "official",
         # optional first stage at d = 1: the gates alone trained, the backbone frozen (sec. 4). Measured:
         # on a ResNet-56 pretrained for one epoch (synthetic data) one warm-up epoch at lr 0.01 let the
         # saliencies grow block by block (each gate sees the stream the previous gates scaled) until the
@@ -142,11 +158,17 @@ class FBS(Method):
         return {"step": steps, "finetune": 1} if steps else {"finetune": 1}
 
     def _gated(self, backbone, hp, run):
+        if hp["gate_init"] not in ("pretrained", "official"):
+            raise UserError(f"fbs: gate_init must be 'pretrained' or 'official', not {hp['gate_init']!r}")
         net = copy_backbone(backbone, run.device)
         units = gated_units(net, hp["gate_stem"])
+        affine = {unit: (net.unit(unit).norm.weight.detach().clone(), net.unit(unit).norm.bias.detach().clone())
+                  for unit in units}
         for unit in units:
             remove_norm_affine(net, unit)
         net.policy = FBSPolicy(net, units, 1.0, hp["beta_init"], hp["init_std"]).to(run.device)
+        if hp["gate_init"] == "pretrained":
+            start_at_bn_affine(net.policy, affine)
         return net
 
     def _fit(self, net, data, spec, run, name, l1, backbone_frozen=False):
@@ -170,7 +192,7 @@ class FBS(Method):
         warmup = TrainSpec.from_dict(hp["warmup"], "fbs.warmup")
         if warmup.epochs:
             self._fit(net, data, warmup, run, "fbs-warmup", hp["l1"], backbone_frozen=True)
-        self._fit(net, data, TrainSpec.from_dict(hp["full_density"], "fbs.full_density"), run, "fbs-d1", hp["l1"])
+        self._fit(net, data, TrainSpec.from_dict(hp["full_density"], "fbs.full_density"), run, "fbs-full-density", hp["l1"])
         return {"state": {k: v.cpu() for k, v in net.state_dict().items()}}
 
     def train(self, backbone, data, budget, hp, run):

@@ -26,7 +26,7 @@ from prunebench.backbones import GatedResNet
 from prunebench.data import Dataset, Normalizer
 from prunebench.flops import Accountant, controller_macs
 from prunebench.gates import ChannelGate, GatePolicy, module_key, top_k_mask
-from prunebench.train import TrainSpec, epoch_steps, fit, lr_factor, mean_cross_entropy, recalibrate_bn
+from prunebench.train import TrainSpec, epoch_steps, fit, mean_cross_entropy, recalibrate_bn, schedule_travel
 
 def saturating_sigmoid(x: torch.Tensor, a: float, b: float) -> torch.Tensor:
     """clamp(a*sigmoid(x) - b, 0, 1) (Kaiser & Sutskever 2015; eq. 7)."""
@@ -406,9 +406,7 @@ def schedule_lambda0(mean_saliency: float, filters: int, spec: TrainSpec, spm_lr
     """The lambda0 at which the L1 term alone would carry the mean saliency to 0 within `share` of the fine-tuning
     steps: through an SPM's output bias its gradient is lambda0 / N every step, which momentum SGD at the SPMs'
     scheduled rates turns into lr / (1 - momentum) per step."""
-    steps = max(1, round(share * total_steps))
-    travel = sum(lr_factor(spec, t, total_steps) for t in range(steps)) * spec.lr * spm_lr_scale / (1 - spec.momentum)
-    return mean_saliency * filters / travel
+    return mean_saliency * filters / schedule_travel(spec, total_steps, max(1, round(share * total_steps)), spm_lr_scale)
 
 
 def start_losses(net: GatedResNet, data: Dataset, filters: int, images: int = 512) -> tuple[float, float]:

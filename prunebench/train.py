@@ -121,6 +121,13 @@ def lr_factor(spec: TrainSpec, step: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (t - w) / (1 - w)))
 
 
+def schedule_travel(spec: TrainSpec, total_steps: int, steps: int | None = None, lr_scale: float = 1.0) -> float:
+    """How far momentum SGD at `spec`'s scheduled rates (times `lr_scale`) moves a parameter under a constant unit
+    gradient in the first `steps` of `total_steps` steps (all by default): the sum of lr_t / (1 - momentum)."""
+    steps = total_steps if steps is None else steps
+    return sum(lr_factor(spec, t, total_steps) for t in range(steps)) * spec.lr * lr_scale / (1 - spec.momentum)
+
+
 def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
     """Default loss: plain cross-entropy; returns (loss, logits)."""
     logits = model(x)

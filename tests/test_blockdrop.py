@@ -70,3 +70,24 @@ def test_larger_gamma_keeps_more_blocks(tiny, seed):
         net.policy.load_state_dict(trained["policy"])
         blocks[gamma] = method.evaluate(net.eval(), data, gamma, RunContext()).records["blocks_executed"].mean()
     assert blocks[0.0] < blocks[10.0]
+
+
+def test_joint_stage_backbone_rate_and_bn_statistics_under_the_greedy_policy(tiny):
+    """backbone_lr_scale 0 leaves the backbone's weights as pretrained while the policy trains; with
+    recalibrate_images the BN statistics are those re-estimated under the trained (greedy) policy."""
+    from prunebench.train import recalibrate_bn
+
+    backbone, data = tiny
+    method = get_method("blockdrop")
+    hp = method.resolve_hp({"policy_width": 4, "curriculum": {"epochs": 3, "batch_size": 64},
+                            "finetune": {"epochs": 1, "batch_size": 64}, "backbone_lr_scale": 0.0,
+                            "recalibrate_images": 256})
+    set_seed(0)
+    net = method.train(backbone, data, 2.0, hp, RunContext(seed=0))
+    convs = [n for n, _ in backbone.named_parameters() if "conv" in n]
+    trained, pretrained = dict(net.named_parameters()), dict(backbone.named_parameters())
+    assert convs and all(torch.equal(trained[n], pretrained[n]) for n in convs)
+    stats = [m.running_mean.clone() for m in net.backbone_norms()]
+    assert not all(torch.equal(a, m.running_mean) for a, m in zip(stats, backbone.backbone_norms()))
+    recalibrate_bn(net, data, 256)  # the same sample and augmentation: the same statistics again
+    assert all(torch.allclose(a, m.running_mean) for a, m in zip(stats, net.backbone_norms()))

@@ -104,3 +104,30 @@ def test_a_bf16_step_decides_its_gates_in_fp32(tiny):
     with step_autocast(torch.bfloat16, torch.device("cpu")):
         net.train()(Normalizer(data.mean, data.std)(data.train_x[:8]))
     assert len(seen) == len(units) and set(seen) == {(torch.float32, False, torch.float32)}
+
+
+def test_pretrained_gate_init_starts_at_the_pretrained_function(tiny):
+    """gate_init 'pretrained': at d = 1 the gated network computes what the pretrained one does; 'official'
+    (bias 1, beta 0.1) does not."""
+    backbone, data = tiny
+    method = FBS()
+    x = Normalizer(data.mean, data.std)(data.test_x[:64])
+    with torch.no_grad():
+        dense = backbone.eval()(x)
+        outputs = {init: method._gated(backbone, method.resolve_hp({"gate_init": init}), RunContext()).eval()(x)
+                   for init in ("pretrained", "official")}
+    assert torch.allclose(outputs["pretrained"], dense, atol=1e-4)
+    assert not torch.allclose(outputs["official"], dense, atol=1e-2)
+
+
+def test_the_d1_point_fine_tunes_after_its_full_density_stage(tiny, tmp_path, caplog):
+    """At d = 1 with the artifact made in the same job, the target's fine-tuning still trains (it once resumed
+    the full-density stage's checkpoint, of the same name, and trained nothing)."""
+    backbone, data = tiny
+    method = FBS()
+    with caplog.at_level(logging.INFO):
+        method.train(backbone, data, 1.0, method.resolve_hp(method.quick_hp), RunContext(seed=0, out_dir=tmp_path))
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("fbs-full-density epoch 1/1") for m in messages)
+    assert any(m.startswith("fbs-d1 epoch 1/1") for m in messages)
+    assert not any("resuming" in m for m in messages)

@@ -117,11 +117,11 @@ def test_the_knob_sets_the_open_gates_l1_relative_to_the_backbones_loss_on_any_d
     backbone, data = tiny_setup(epochs=20)  # learned: the shuffled labels' loss is many times its own
     shuffled = dataclasses.replace(data, train_y=data.train_y[torch.randperm(len(data.train_y),
                                                                         generator=torch.Generator().manual_seed(0))])
-    ratios = []
+    ratios, hp = [], get_method("lcnet").resolve_hp({})  # l1_unit: cross_entropy
     for d in (data, shuffled):
         net = copy_backbone(backbone)
         net.policy = LCNetPolicy(net, slope=0.01, gate_bias=1.0)
-        coefficient = l1_coefficient(net, d, 20.0, RunContext())
+        coefficient = l1_coefficient(net, d, 20.0, hp, RunContext())
         x, y = d.train_x[:512], d.train_y[:512]
         net.train()
         logits = net(Normalizer(d.mean, d.std)(x))
@@ -130,4 +130,37 @@ def test_the_knob_sets_the_open_gates_l1_relative_to_the_backbones_loss_on_any_d
     (ratio, ce), (ratio_shuffled, ce_shuffled) = ratios
     assert ce_shuffled > 3 * ce
     assert ratio == pytest.approx(20, rel=0.3) and ratio_shuffled == pytest.approx(20, rel=0.3)
-    assert l1_coefficient(net, data, 0.0, RunContext()) == 0.0
+    assert l1_coefficient(net, data, 0.0, hp, RunContext()) == 0.0
+
+
+@pytest.mark.parametrize("value", [1.0, 0.5])
+def test_the_knob_in_units_of_the_schedule_closes_an_open_gate_that_many_times_over_the_fine_tuning(tiny, value):
+    """With l1_unit 'schedule', momentum SGD on the fine-tuning's schedule under the L1's gradient alone takes an
+    open gate's bias from gate_bias to (1 - value) x gate_bias by the last step."""
+    from prunebench.api import RunContext
+    from prunebench.methods.lcnet import l1_coefficient
+    from prunebench.train import TrainSpec, epoch_steps, lr_factor, make_optimizer, schedule_travel
+
+    backbone, data = tiny
+    method = get_method("lcnet")
+    hp = method.resolve_hp({"l1_unit": "schedule", "finetune": {"epochs": 2, "batch_size": 32}})
+    net = copy_backbone(backbone)
+    net.policy = LCNetPolicy(net, slope=0.01, gate_bias=hp["gate_bias"])
+    coefficient = l1_coefficient(net, data, value, hp, RunContext())
+    spec = TrainSpec.from_dict(hp["finetune"])
+    total = spec.epochs * epoch_steps(spec, len(data.train_x))  # the fine-tuning's steps on this data
+    assert coefficient == pytest.approx(value * hp["gate_bias"] / schedule_travel(spec, total))
+    total = 400  # the unit against the optimizer itself, on a schedule long enough for momentum to build up
+    bias = torch.nn.Parameter(torch.tensor(hp["gate_bias"]))
+    optimizer = make_optimizer([{"params": [bias], "weight_decay": 0.0}], spec)
+    for t in range(total):
+        optimizer.param_groups[0]["lr"] = spec.lr * lr_factor(spec, t, total)
+        optimizer.zero_grad()
+        # d(L1)/d(bias) of an open gate is 1 per step (a batch mean)
+        (value * hp["gate_bias"] / schedule_travel(spec, total) * bias).backward()
+        optimizer.step()
+    assert float(bias.detach()) == pytest.approx(hp["gate_bias"] * (1 - value), abs=0.05)
+    for bad, message in (({"l1_unit": "loss"}, "l1_unit must be"),
+                         ({"l1_unit": "schedule", "finetune": {"optimizer": "adam"}}, "momentum SGD")):
+        with pytest.raises(UserError, match=message):
+            method.resolve_hp(bad)
