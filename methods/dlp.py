@@ -433,10 +433,15 @@ class DLP(Method):
                 slots.store(norms, blocks)
             return F.cross_entropy(logits, y), logits
 
-        spec = TrainSpec.from_dict(hp["finetune"], "dlp.finetune")
-        fit(net, data, spec, run, name=f"dlp-finetune-{round_}", loss_fn=loss_fn, params=net.backbone_parameters())
-        with torch.no_grad():  # leave the full network's statistics in place (the next search uses them)
+        @torch.no_grad()
+        def full_network():  # validated, and left for the next search, with every block and its statistics
+            net.policy.blocks = k
             slots.load(norms, k)
+
+        spec = TrainSpec.from_dict(hp["finetune"], "dlp.finetune")
+        fit(net, data, spec, run, name=f"dlp-finetune-{round_}", loss_fn=loss_fn, params=net.backbone_parameters(),
+            before_validation=full_network)
+        full_network()
 
 
 class _FromDLP(DLP):

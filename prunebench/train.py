@@ -199,13 +199,14 @@ def epoch_steps(spec: TrainSpec, n_train: int) -> int:
 
 def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name: str = "train",
         loss_fn: Callable = cross_entropy_loss, params=None, model_for_loss: nn.Module | None = None,
-        on_epoch_start: Callable[[int], None] | None = None, metric: Callable | None = None,
-        metric_name: str = "train", counts_as: str = "train") -> list[dict]:
+        on_epoch_start: Callable[[int], None] | None = None, before_validation: Callable[[], None] | None = None,
+        metric: Callable | None = None, metric_name: str = "train", counts_as: str = "train") -> list[dict]:
     """Train `net` in place for spec.epochs; resumes from run's checkpoint `name` if one exists.
 
     loss_fn(model, x, y) -> (loss, logits) lets a method add its own terms; `params` restricts
     what is optimised (default: every parameter that requires a gradient); metric(logits, y) -> per-sample
-    scores in [0, 1] is what the log reports as `metric_name` (default: training accuracy). Per-step curves a
+    scores in [0, 1] is what the log reports as `metric_name` (default: training accuracy); `before_validation()`
+    may set the gating the validation runs under (e.g. a budget drawn per batch). Per-step curves a
     loss_fn appends to `net.training_curves` are checkpointed with the model, so a resumed job keeps them.
     The images trained on are added to `run.images[counts_as]` ("policy": a separate controller's own stage).
     """
@@ -295,6 +296,8 @@ def fit(net: nn.Module, data: Dataset, spec: TrainSpec, run: RunContext, *, name
         # Validated after the last epoch only, the one value anything reads (a pass over 5,000 images
         # each epoch cost ~15 % of a 20,000-image fine-tuning epoch on a 2-core CPU).
         last = epoch == spec.epochs - 1
+        if last and before_validation is not None:
+            before_validation()
         val_acc = accuracy(net, data.val_x, data.val_y, normalize) if last and len(data.val_x) else None  # JSON null
         history.append(dict(epoch=epoch + 1, train_loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
                             val_acc=val_acc, lr=optimizer.param_groups[0]["lr"], seconds=seconds,

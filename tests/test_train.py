@@ -246,3 +246,18 @@ def test_training_stages_use_the_runs_augmentation_unless_they_set_their_own(tin
     fit(copy_backbone(backbone, "cpu"), data, TrainSpec.from_dict(spec), RunContext(seed=0))
     fit(copy_backbone(backbone, "cpu"), data, TrainSpec.from_dict({**spec, "augment_pad": 0}), RunContext(seed=0))
     assert seen == {(3, False), (0, False)}
+
+
+def test_the_validation_runs_after_before_validation(tiny):
+    """A method that draws its gating per batch sets the one validated: here a classifier that always says 0."""
+    backbone, data = tiny
+    net = copy_backbone(backbone)
+
+    @torch.no_grad()
+    def always_class_zero():
+        net.fc.weight.zero_()
+        net.fc.bias.copy_(torch.arange(net.fc.out_features, 0, -1, dtype=net.fc.bias.dtype))
+
+    history = fit(net, data, TrainSpec(epochs=1, batch_size=64, lr=0.01), RunContext(seed=0),
+                  before_validation=always_class_zero)
+    assert history[-1]["val_acc"] == pytest.approx(float((data.val_y == 0).float().mean()))
