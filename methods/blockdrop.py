@@ -107,6 +107,12 @@ class BlockDrop(Method):
     def budget_range(self, backbone):
         return (0.0, 100.0)
 
+    def resolve_hp(self, hp):
+        hp = super().resolve_hp(hp)
+        if hp["backbone_lr_scale"] < 0 or hp["recalibrate_images"] < 0:
+            raise UserError(f"{self.name}: backbone_lr_scale and recalibrate_images must be >= 0")
+        return hp
+
     def training_stages(self, hp, budget):
         return {"finetune": 1}  # joint: backbone and policy; the curriculum trains the policy alone (policy images)
 
@@ -185,8 +191,8 @@ class BlockDrop(Method):
         spec = TrainSpec.from_dict(hp["finetune"], "blockdrop.finetune")
         backbone_params = [p for name, p in net.named_parameters() if not name.startswith("policy.")]
         fit(net, data, spec, run, name="blockdrop-finetune", loss_fn=loss_fn,
-            params=[{"params": backbone_params, "lr": spec.lr * hp["backbone_lr_scale"]},
-                    {"params": list(policy.parameters())}])
+            params=[{"params": list(policy.parameters())},  # first: the rate the log shows
+                    {"params": backbone_params, "lr": spec.lr * hp["backbone_lr_scale"]}])
         if hp["recalibrate_images"] > 0:
             recalibrate_bn(net, data, hp["recalibrate_images"])
         return net.eval()

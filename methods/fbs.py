@@ -76,14 +76,21 @@ def remove_norm_affine(net: GatedResNet, unit: str) -> None:
 
 
 @torch.no_grad()
-def start_at_bn_affine(policy: FBSPolicy, affine: dict) -> None:
-    """Each gate as the BN affine it replaces: saliency FC weights 0 and bias gamma, beta = the BN's beta, so
-    that at d = 1 the gated network computes the pretrained function (a gate's ReLU zeroes a negative gamma)."""
+def start_at_bn_affine(net: GatedResNet, affine: dict) -> None:
+    """Each gate as the BN affine it replaces: saliency FC weights 0 and bias |gamma|, beta = the BN's beta, so that
+    at d = 1 the gated network computes the pretrained function. A channel with gamma < 0 has its conv output and
+    running mean negated (gamma * x_hat = |gamma| * -x_hat): a ReLU'd gate would otherwise start, and stay, shut."""
     for unit, (gamma, beta) in affine.items():
-        fc = policy.saliency[module_key(unit)]
+        negative = gamma < 0
+        conv_unit = net.unit(unit)
+        conv_unit.conv.weight[negative] *= -1
+        if conv_unit.conv.bias is not None:
+            conv_unit.conv.bias[negative] *= -1
+        conv_unit.norm.running_mean[negative] *= -1
+        fc = net.policy.saliency[module_key(unit)]
         fc.weight.zero_()
-        fc.bias.copy_(gamma)
-        policy.beta[module_key(unit)].copy_(beta)
+        fc.bias.copy_(gamma.abs())
+        net.policy.beta[module_key(unit)].copy_(beta)
 
 
 def gated_units(net: GatedResNet, gate_stem: bool) -> list[str]:
@@ -157,18 +164,22 @@ class FBS(Method):
         steps = 0 if budget is None else max(0, len(density_steps(float(budget), hp["steps"], 1.0)) - 1)
         return {"step": steps, "finetune": 1} if steps else {"finetune": 1}
 
-    def _gated(self, backbone, hp, run):
+    def resolve_hp(self, hp):
+        hp = super().resolve_hp(hp)
         if hp["gate_init"] not in ("pretrained", "official"):
             raise UserError(f"fbs: gate_init must be 'pretrained' or 'official', not {hp['gate_init']!r}")
+        return hp
+
+    def _gated(self, backbone, hp, run):
         net = copy_backbone(backbone, run.device)
         units = gated_units(net, hp["gate_stem"])
         affine = {unit: (net.unit(unit).norm.weight.detach().clone(), net.unit(unit).norm.bias.detach().clone())
-                  for unit in units}
+                  for unit in units} if hp["gate_init"] == "pretrained" else None
         for unit in units:
             remove_norm_affine(net, unit)
         net.policy = FBSPolicy(net, units, 1.0, hp["beta_init"], hp["init_std"]).to(run.device)
-        if hp["gate_init"] == "pretrained":
-            start_at_bn_affine(net.policy, affine)
+        if affine:
+            start_at_bn_affine(net, affine)
         return net
 
     def _fit(self, net, data, spec, run, name, l1, backbone_frozen=False):

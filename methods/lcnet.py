@@ -78,15 +78,16 @@ def l1_coefficient(net: GatedResNet, data, value: float, hp: dict, run) -> float
     """The L1 coefficient for the knob `value` in the unit `hp["l1_unit"]` names. "cross_entropy": the L1 with every
     gate fully open (1 per gate) is `value` x the backbone's cross-entropy on training images. "schedule": the L1
     alone would carry an open gate (through its FC bias, whose gradient is the coefficient every step) from
-    gate_bias to 0 `value` times over the fine-tuning, momentum SGD at its scheduled rates."""
+    gate_bias to 0 `value` times over the fine-tuning, momentum SGD at its scheduled rates (a gate pushed above 1
+    feels a `slope` of that pull)."""
     if value == 0:
         return 0.0
     if hp["l1_unit"] == "schedule":
         spec = TrainSpec.from_dict(hp["finetune"], "lcnet.finetune")
-        travel = schedule_travel(spec, spec.epochs * epoch_steps(spec, len(data.train_x)))
+        closes_once = hp["gate_bias"] / schedule_travel(spec, spec.epochs * epoch_steps(spec, len(data.train_x)))
         run.log.info("lcnet: L1 coefficient %.4g (%g x the %.4g that closes an open gate over the fine-tuning)",
-                     value * hp["gate_bias"] / travel, value, hp["gate_bias"] / travel)
-        return value * hp["gate_bias"] / travel
+                     value * closes_once, value, closes_once)
+        return value * closes_once
     gates = sum(fc.out_features for fc in (*net.policy.l_net, *net.policy.c_net))
     ce = backbone_cross_entropy(net, data, run.seed)
     run.log.info("lcnet: L1 coefficient %.4g (%g x cross-entropy %.4f over %d gates)", value * ce / gates, value, ce, gates)

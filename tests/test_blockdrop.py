@@ -83,7 +83,10 @@ def test_joint_stage_backbone_rate_and_bn_statistics_under_the_greedy_policy(tin
                             "finetune": {"epochs": 1, "batch_size": 64}, "backbone_lr_scale": 0.0,
                             "recalibrate_images": 256})
     set_seed(0)
+    curriculum = method.prepare("curriculum_policy", backbone, data, hp, RunContext(seed=0))
+    method.prepare = lambda *args: curriculum  # the joint stage starts from this policy
     net = method.train(backbone, data, 2.0, hp, RunContext(seed=0))
+    assert any(not torch.equal(p, curriculum["policy"][k]) for k, p in net.policy.named_parameters())
     convs = [n for n, _ in backbone.named_parameters() if "conv" in n]
     trained, pretrained = dict(net.named_parameters()), dict(backbone.named_parameters())
     assert convs and all(torch.equal(trained[n], pretrained[n]) for n in convs)

@@ -107,9 +107,13 @@ def test_a_bf16_step_decides_its_gates_in_fp32(tiny):
 
 
 def test_pretrained_gate_init_starts_at_the_pretrained_function(tiny):
-    """gate_init 'pretrained': at d = 1 the gated network computes what the pretrained one does; 'official'
-    (bias 1, beta 0.1) does not."""
+    """gate_init 'pretrained': at d = 1 the gated network computes what the pretrained one does, negative gammas
+    included; 'official' (bias 1, beta 0.1) does not."""
     backbone, data = tiny
+    backbone = copy_backbone(backbone)
+    with torch.no_grad():  # negative gammas too, in a unit with a ReLU (conv1) and one without (conv2)
+        for unit in ("stem", "blocks.0.conv1", "blocks.0.conv2"):
+            backbone.unit(unit).norm.weight[::2] *= -1
     method = FBS()
     x = Normalizer(data.mean, data.std)(data.test_x[:64])
     with torch.no_grad():

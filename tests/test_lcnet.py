@@ -150,6 +150,11 @@ def test_the_knob_in_units_of_the_schedule_closes_an_open_gate_that_many_times_o
     spec = TrainSpec.from_dict(hp["finetune"])
     total = spec.epochs * epoch_steps(spec, len(data.train_x))  # the fine-tuning's steps on this data
     assert coefficient == pytest.approx(value * hp["gate_bias"] / schedule_travel(spec, total))
+    net.train()
+    net(Normalizer(data.mean, data.std)(data.train_x[:32]))  # a forward fills the policy's L1 terms
+    (coefficient * net.policy.l1()).backward()
+    for fc in (*net.policy.l_net, *net.policy.c_net):  # the L1's pull on an open gate's bias: the coefficient
+        assert torch.allclose(fc.bias.grad, torch.full_like(fc.bias, coefficient))
     total = 400  # the unit against the optimizer itself, on a schedule long enough for momentum to build up
     bias = torch.nn.Parameter(torch.tensor(hp["gate_bias"]))
     optimizer = make_optimizer([{"params": [bias], "weight_decay": 0.0}], spec)
