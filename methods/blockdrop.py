@@ -189,12 +189,10 @@ class BlockDrop(Method):
             return -(log_prob.sum(1) * advantage).sum() + F.cross_entropy(preds, y), preds
 
         spec = TrainSpec.from_dict(hp["finetune"], "blockdrop.finetune")
-        backbone_params = [p for name, p in net.named_parameters() if not name.startswith("policy.")]
         fit(net, data, spec, run, name="blockdrop-finetune", loss_fn=loss_fn,
             params=[{"params": list(policy.parameters())},  # first: the rate the log shows
-                    {"params": backbone_params, "lr": spec.lr * hp["backbone_lr_scale"]}])
-        if hp["recalibrate_images"] > 0:
-            recalibrate_bn(net, data, hp["recalibrate_images"])
+                    {"params": net.backbone_parameters(), "lr": spec.lr * hp["backbone_lr_scale"]}])
+        recalibrate_bn(net, data, hp["recalibrate_images"])
         return net.eval()
 
 

@@ -160,8 +160,7 @@ class LCNet(Method):
 
         fit(net, data, TrainSpec.from_dict(hp["finetune"], f"{self.name}.finetune"), run,
             name=f"{self.name}-finetune", loss_fn=loss_fn)
-        if hp["recalibrate_images"] > 0:
-            recalibrate_bn(net, data, hp["recalibrate_images"])
+        recalibrate_bn(net, data, hp["recalibrate_images"])
         return self.derive(net, data, hp, run).eval()
 
     def derive(self, net, data, hp, run):

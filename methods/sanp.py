@@ -289,8 +289,7 @@ class SANP(Method):
         return self._recalibrated(net, data, hp)
 
     def _recalibrated(self, net, data, hp):
-        if hp["recalibrate_images"] > 0:
-            recalibrate_bn(net, data, hp["recalibrate_images"])
+        recalibrate_bn(net, data, hp["recalibrate_images"])
         return net.eval()
 
     def _finetune(self, net: GatedResNet, data: Dataset, budget: float, hp: dict, run) -> None:

@@ -406,7 +406,9 @@ def recalibrate_bn(net: GatedResNet, data: Dataset, images: int, batch_size: int
     under the run's augmentation (the statistics the weights were trained with: on CIFAR-10's pad-4 crops,
     statistics of unaugmented images cost the dense ResNet-20 2.6 pt) with everything else in eval mode, so the
     statistics match the gates applied at inference; `before_batch()` may change the gating between batches
-    (e.g. draw a budget)."""
+    (e.g. draw a budget). 0 images: nothing is re-estimated (a method's recalibrate_images off)."""
+    if images <= 0:
+        return
     norms = net.backbone_norms()
     device = next(net.parameters()).device
     normalize = Normalizer(data.mean, data.std, device)
