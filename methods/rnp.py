@@ -123,7 +123,8 @@ class RNPPolicy(GatePolicy):
         for t, width in enumerate(self.widths):
             self.register_buffer(f"lengths{t}", torch.tensor(prefix_lengths(width, groups)))
         self.epsilon = 0.0        # exploration rate (decision-network training only)
-        self.q_bias = 0.0         # ours: added per extra group to the Q-values at test time (rnp_bias)
+        self.q_bias = 0.0         # ours: added per extra group to the Q-values at test time (rnp_bias), in rewards
+        self.reward_per_p = 1.0   # what p = 1 is worth in rewards (set by training): rnp_bias's bias is in p's units
         self.generator: torch.Generator | None = None  # seeded epsilon draws
         self.recording = False    # keep each step's pooled input and action (the replay buffer's episodes)
         self.episode = None
@@ -302,10 +303,11 @@ class RNP(Method):
         # change them
         full = backbone_cross_entropy(net, data, run.seed)
         hp = {**hp, "alpha": hp["alpha"] or 1 / full}
-        hp["penalty"] = float(budget) * self._penalty_unit(net, policy, data, hp, full, run)
-        start = self._resume(run, net, target, optimizer, draws, policy)
+        policy.reward_per_p = self._penalty_unit(net, policy, data, hp, full, run)
         if hp["penalty_layers"]:
-            hp["penalty"] *= hp["penalty_layers"] / len(policy.widths)
+            policy.reward_per_p *= hp["penalty_layers"] / len(policy.widths)
+        hp["penalty"] = float(budget) * policy.reward_per_p
+        start = self._resume(run, net, target, optimizer, draws, policy)
         run.log.info("rnp: alpha %.3f, penalty %.4g per group and step over %d gated convs", hp["alpha"],
                      hp["penalty"], len(policy.widths))
         for round_ in range(start, hp["rounds"]):
@@ -406,8 +408,9 @@ class RNP(Method):
 
 
 class RNPBias(RNP):
-    """Ours, not the paper's: `rnp`'s models with a bias added per extra group to the Q-values at
-    test time, swept at evaluation; one model becomes a curve (RNP's claim of a run-time knob)."""
+    """Ours, not the paper's: `rnp`'s models with a bias b added per extra group to the Q-values at
+    test time, swept at evaluation; one model becomes a curve (RNP's claim of a run-time knob). b is in
+    p's units: each decision is taken as if the step's penalty were p + b (b = -p keeps what p = 0 keeps)."""
 
     name = "rnp_bias"
     knob = "q_bias"
@@ -423,7 +426,11 @@ class RNPBias(RNP):
         return net
 
     def configure(self, net, budget):
-        net.policy.q_bias = float(budget)
+        unit = getattr(net.policy, "reward_per_p", None)
+        if unit is None:
+            raise UserError("rnp_bias: this rnp model does not record its penalty's unit (trained by an older "
+                            "version); delete its model.pt and re-run its training")
+        net.policy.q_bias = float(budget) * unit
 
 
 class RNPRandom(RNP):

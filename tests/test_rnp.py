@@ -5,7 +5,7 @@ import torch
 
 from prunebench.api import UserError, copy_backbone
 from prunebench.data import Normalizer
-from prunebench.methods.rnp import (DecisionNetwork, ReplayBuffer, RNPPolicy, greedy_actions, mc_targets,
+from prunebench.methods.rnp import (DecisionNetwork, ReplayBuffer, RNPBias, RNPPolicy, greedy_actions, mc_targets,
                                     prefix_lengths, pruned_units, q_targets, soft_update, step_rewards)
 
 
@@ -153,11 +153,25 @@ def test_penalty_in_units_of_a_groups_mean_harm(tiny, caplog):
     narrowest = backbone_cross_entropy(net, data, 0, policy=policy)
     unit = (narrowest - full) / full / (len(policy.widths) * 3)
     assert narrowest > full and math.isclose(float(line.split()[4]), -2.0 * unit, rel_tol=1e-3)
+    assert math.isclose(trained.policy.reward_per_p, unit, rel_tol=1e-3)  # rnp_bias's bias is in this unit
     with pytest.raises(UserError, match="penalty_unit"):
         method.train(backbone, data, -2.0, method.resolve_hp({"penalty_unit": "groups"}), RunContext(seed=0))
     with pytest.raises(UserError, match="set one of them"):
         method.train(backbone, data, -2.0, method.resolve_hp({"penalty_unit": "group_harm", "penalty_layers": 18}),
                      RunContext(seed=0))
+
+
+def test_rnp_bias_is_in_units_of_p_and_refuses_a_model_without_one(tiny):
+    """b = -p undoes the penalty's reward per group: the Q-values get b * (what p = 1 is worth) per extra group."""
+    backbone, data = tiny
+    net = copy_backbone(backbone)
+    net.policy = RNPPolicy(net, pruned_units(net), 4, 8, 8)
+    net.policy.reward_per_p = 0.25
+    RNPBias().configure(net, 2.0)
+    assert net.policy.q_bias == 0.5
+    del net.policy.reward_per_p  # a model pickled before the unit was recorded
+    with pytest.raises(UserError, match="re-run its training"):
+        RNPBias().configure(net, 2.0)
 
 
 @pytest.mark.parametrize("targets", ["monte_carlo", "bootstrap"])
