@@ -5,7 +5,8 @@ import torch
 
 from prunebench.api import UserError, copy_backbone
 from prunebench.data import Normalizer
-from prunebench.methods.rnp import (DecisionNetwork, ReplayBuffer, RNPBias, RNPPolicy, greedy_actions, mc_targets,
+from prunebench.methods.rnp import (DecisionNetwork, ReplayBuffer, RNPBias, RNPPolicy, decision_loss, greedy_actions,
+                                    mc_targets,
                                     prefix_lengths, pruned_units, q_targets, soft_update, step_rewards)
 
 
@@ -39,6 +40,27 @@ def test_monte_carlo_targets_are_the_exact_returns_less_the_batch_mean_at_each_s
 def test_greedy_actions_break_ties_toward_the_larger_prefix():
     q = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 3.0, 3.0, 2.0], [5.0, 1.0, 1.0, 1.0]])
     assert greedy_actions(q).tolist() == [3, 2, 0]
+
+
+@pytest.mark.parametrize("value_baseline", [True, False])
+def test_image_difficulty_stays_in_the_state_value_so_untried_actions_do_not_win(value_baseline):
+    """The full action is played on 90 % of images, the smallest on 10 % (1 worse); the return is minus the image's
+    difficulty. With the value baseline the full action's advantage is the larger one on (nearly) every image;
+    fitted as a Q-value, the head goes below 0 on hard images, where the untried actions, still at 0, win."""
+    torch.manual_seed(0)
+    q_net = DecisionNetwork([6], 4, 8, 16, zero_heads=True)
+    pooled = [torch.randn(256, 6)]
+    explored = torch.arange(256) % 10 == 0
+    actions = torch.where(explored, 0, 3)[:, None]
+    returns = -3 * pooled[0][:, :1].abs() - explored[:, None].float()
+    optimizer = torch.optim.Adam(q_net.parameters(), lr=1e-2)
+    for _ in range(100):
+        optimizer.zero_grad()
+        decision_loss(q_net, pooled, actions, returns - returns.mean(), value_baseline, 20.0).backward()
+        optimizer.step()
+    with torch.no_grad():
+        kept_whole = (greedy_actions(q_net.q_values(pooled)) == 3).float().mean().item()
+    assert kept_whole > 0.9 if value_baseline else kept_whole < 0.7
 
 
 def test_soft_update_moves_the_target_by_tau():
