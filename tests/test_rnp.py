@@ -6,8 +6,7 @@ import torch
 from prunebench.api import UserError, copy_backbone
 from prunebench.data import Normalizer
 from prunebench.methods.rnp import (DecisionNetwork, ReplayBuffer, RNPBias, RNPPolicy, decision_loss, greedy_actions,
-                                    mc_targets,
-                                    prefix_lengths, pruned_units, q_targets, soft_update, step_rewards)
+                                    mc_targets, prefix_lengths, pruned_units, q_targets, soft_update, step_rewards)
 
 
 def _rnp(backbone, epsilon=0.0, seed=0):
