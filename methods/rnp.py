@@ -289,8 +289,9 @@ class RNP(Method):
         "zero_heads": True,
         # [choice] with Monte-Carlo targets (ignored with bootstrap), the heads learn the advantage y - V(s) over a
         # learned state value V(s) (a head per layer, fitted to y from every action taken there). Without it the
-        # often-taken action's head also learns how hard the image is, while rarely tried actions stay near 0, so on
-        # hard images an untried action wins the argmax: 150 updates at p = 0 cut the last conv to a quarter (CIFAR-10)
+        # often-taken action's head also learns how hard the image is, while rarely tried actions stay near 0, so
+        # on hard images an untried action wins the argmax: 150 updates at p = 0 cut the last conv to a quarter
+        # (CIFAR-10)
         "value_baseline": True,
         "finetune": {"epochs": 1, "lr": 0.01, "schedule": "cosine"},
     }
