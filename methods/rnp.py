@@ -68,10 +68,11 @@ def decision_loss(q_net: "DecisionNetwork", pooled: list[torch.Tensor], actions:
     """Huber loss of the taken actions' Q-values against the targets y ([choice] Huber, as DQN: the squared TD
     error diverged, Q-loss 3e5; quadratic up to `delta`). With `value_baseline` the heads fit y - V(s) and the
     value heads V(s) fit y: the heads learn advantages, and how hard the image is stays in V ([choice])."""
+    if not value_baseline:
+        q = q_net.q_values(pooled).gather(2, actions[..., None]).squeeze(2)
+        return F.smooth_l1_loss(q, y, beta=delta)
     q, value = q_net.q_values(pooled, with_values=True)
     q = q.gather(2, actions[..., None]).squeeze(2)
-    if not value_baseline:
-        return F.smooth_l1_loss(q, y, beta=delta)
     return F.smooth_l1_loss(q, y - value.detach(), beta=delta) + F.smooth_l1_loss(value, y, beta=delta)
 
 
