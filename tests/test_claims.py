@@ -295,7 +295,9 @@ def test_a_learned_cost_is_judged_with_the_spread_of_its_own_replicated_training
     ev = Evidence(extra, records_extra, identities={"rnp": 0.0})
     assert "rnp 1 df" in noise_text(interval(ev.at_point("rnp", -1.0, -1.0, value="macs")))
     # the cost holds, so the accuracy decides the row (its distance is in accuracy); borrowed, the cost decides
-    assert "of dense MACs" not in claims_table(both, rnp, records).set_index("claim").loc["sanity", "distance"]
+    held = claims_table(both, rnp, records).set_index("claim").loc["sanity"]
+    assert "of dense MACs" not in held["distance"] and "above the 0.9 floor" in held["reproduced"] \
+        and held["reproduced"].endswith(": holds")
     row = claims_table(one, rnp, records_one).set_index("claim").loc["sanity"]
     assert row["verdict"] == INCONCLUSIVE and "of dense MACs" in row["distance"]
 
