@@ -68,11 +68,10 @@ def decision_loss(q_net: "DecisionNetwork", pooled: list[torch.Tensor], actions:
     """Huber loss of the taken actions' Q-values against the targets y ([choice] Huber, as DQN: the squared TD
     error diverged, Q-loss 3e5; quadratic up to `delta`). With `value_baseline` the heads fit y - V(s) and the
     value heads V(s) fit y: the heads learn advantages, and how hard the image is stays in V ([choice])."""
-    if not value_baseline:
-        q = q_net.q_values(pooled).gather(2, actions[..., None]).squeeze(2)
-        return F.smooth_l1_loss(q, y, beta=delta)
-    q, value = q_net.q_values(pooled, with_values=True)
+    q, value = q_net.q_values(pooled, with_values=True) if value_baseline else (q_net.q_values(pooled), None)
     q = q.gather(2, actions[..., None]).squeeze(2)
+    if value is None:
+        return F.smooth_l1_loss(q, y, beta=delta)
     return F.smooth_l1_loss(q, y - value.detach(), beta=delta) + F.smooth_l1_loss(value, y, beta=delta)
 
 
@@ -367,6 +366,7 @@ class RNP(Method):
         device = next(net.parameters()).device
         normalize = Normalizer(data.mean, data.std, device)
         buffer = ReplayBuffer(hp["replay_capacity"], draws)
+        advantages = hp["value_baseline"] and hp["targets"] == "monte_carlo"  # bootstrapping needs Q-values
         losses = []
         for step in range(hp["q_steps"]):
             policy.epsilon = hp["epsilon_start"] + (hp["epsilon_end"] - hp["epsilon_start"]) * step / max(hp["q_steps"] - 1, 1)
@@ -382,7 +382,6 @@ class RNP(Method):
                 rewards = step_rewards(actions, ce, hp["penalty"], hp["alpha"])
                 y = mc_targets(rewards, hp["gamma"]) if hp["targets"] == "monte_carlo" else \
                     q_targets(rewards, target.q_values(pooled).max(2).values, hp["gamma"])
-            advantages = hp["value_baseline"] and hp["targets"] == "monte_carlo"  # bootstrapping needs Q-values
             loss = decision_loss(policy.q, pooled, actions, y, advantages, hp["huber_delta"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -370,11 +370,12 @@ def judge_sanity(method, name: str, ev: Evidence) -> Judgement | None:
     reproduced = (f"{est.accuracy:.2%} at {est.macs_frac:.3f} of dense MACs (budget {p['train_budget']:g}/"
                   f"{p['eval_budget']:g}), dense {dense.accuracy:.2%}: {pt(d.value)} [{pt(d.low)}, {pt(d.high)}]")
     cost = interval(ev.at_point(name, p["train_budget"], p["eval_budget"], value="macs"))
-    floor = LEARNED_KEEPS if getattr(method, "no_pruning_learned", False) else 0.99
+    learned = getattr(method, "no_pruning_learned", False)
+    floor = LEARNED_KEEPS if learned else 0.99
     if against(cost, floor) != HOLDS:
         return Judgement(against(cost, floor), reproduced, f"{pt(cost.value - floor)} of dense MACs",
                          noise_text(cost), est.seeds)
-    if floor < 0.99:  # a learned identity's cost half can hold while its accuracy half is judged: say so
+    if learned:  # a learned identity's cost half can hold while its accuracy half is judged: say so
         reproduced += f"; cost {pt(cost.value - floor)} above the {floor:g} floor, {noise_text(cost)}: holds"
     return Judgement(against(d, -SANITY.margin), reproduced, pt(d.value + SANITY.margin), noise_text(d), est.seeds)
 
